@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.helios-installed
+
+.PHONY: demo test bench lint install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall when the package metadata changes.
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m helios_orderflow.demo
+
+test: $(STAMP)
+	$(PY) -m ruff check helios_orderflow dashboard tests user_data
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m helios_orderflow.bench $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check helios_orderflow dashboard tests user_data
+	$(PY) -m ruff format --check helios_orderflow dashboard tests user_data
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
