@@ -18,17 +18,26 @@ from .events import Level
 
 
 class BookSide:
-    """One side of a book. ``is_bid`` decides which price is best (highest bid, lowest ask)."""
+    """One side of a book. ``is_bid`` decides which price is best (highest bid, lowest ask).
 
-    __slots__ = ("levels", "is_bid", "_sign", "_heap", "_sorted")
+    Invariants: ``levels`` holds every price with a non-zero amount. ``_best`` is either None (unknown)
+    or the best price in ``levels``. Every price in ``levels`` is in ``_heap`` or in ``_pending``; both
+    may also hold prices since removed, which are skipped when met. New prices wait in ``_pending``
+    (a plain append) and enter the heap only when the best must be found again after the best level
+    went away; by then most far-from-the-touch prices the 100 ms stream adds are gone again, and the
+    membership check on flush is cheaper than the heap push it saves.
+    """
+
+    __slots__ = ("levels", "is_bid", "_sign", "_heap", "_pending", "_best", "_sorted")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
         self.levels: dict[float, float] = {}
         self._sign = -1.0 if is_bid else 1.0
-        # Heap of sign*price; may hold prices no longer in ``levels`` (dropped when they surface).
-        self._heap: list[float] = []
-        # Ascending prices, or None when the set of prices changed since it was built.
+        self._heap: list[float] = []  # sign * price, a min-heap
+        self._pending: list[float] = []
+        self._best: float | None = None
+        # Ascending prices, or None when the set of prices may have changed since it was built.
         self._sorted: list[float] | None = []
 
     def __len__(self) -> int:
@@ -37,49 +46,88 @@ class BookSide:
     def clear(self) -> None:
         self.levels.clear()
         self._heap.clear()
+        self._pending.clear()
+        self._best = None
         self._sorted = []
 
     def load(self, levels: Iterable[Level]) -> None:
         """Replace the side with ``levels`` (zero amounts are ignored)."""
         self.levels = {p: q for p, q in levels if q}
+        self._rebuild_heap()
+        self._best = None
+        self._sorted = None
+
+    def _rebuild_heap(self) -> None:
         s = self._sign
         self._heap = [s * p for p in self.levels]
         heapq.heapify(self._heap)
-        self._sorted = None
+        self._pending = []
 
     def apply(self, changes: Iterable[Level]) -> None:
         """Apply absolute level changes: amount 0 removes the price, anything else sets it."""
+        # The engine's hottest loop: locals only, no method calls, one branch per side.
         levels = self.levels
-        heap = self._heap
-        s = self._sign
-        structural = False
-        for p, q in changes:
-            if q:
-                if p not in levels:
-                    heapq.heappush(heap, s * p)
-                    structural = True
-                levels[p] = q
-            elif levels.pop(p, None) is not None:
-                structural = True
-        if structural:
-            self._sorted = None
-            # Stale heap entries are only dropped when they reach the top; compact before they dominate.
-            if len(heap) > 2 * len(levels) + 1024:
-                self._heap = [s * p for p in levels]
-                heapq.heapify(self._heap)
+        pending = self._pending
+        best = self._best
+        if self.is_bid:
+            for p, q in changes:
+                if q:
+                    if p not in levels:
+                        pending.append(p)
+                        if best is not None and p > best:
+                            best = p
+                    levels[p] = q
+                elif p in levels:
+                    del levels[p]
+                    if p == best:
+                        best = None
+        else:
+            for p, q in changes:
+                if q:
+                    if p not in levels:
+                        pending.append(p)
+                        if best is not None and p < best:
+                            best = p
+                    levels[p] = q
+                elif p in levels:
+                    del levels[p]
+                    if p == best:
+                        best = None
+        self._best = best
+        # Almost every Binance message adds or removes a price, so the sorted view is simply redone
+        # on the next sorted read rather than tracking whether this message changed the price set.
+        self._sorted = None
+        if len(pending) > 4 * len(levels) + 4096:
+            self._rebuild_heap()
 
     def set(self, price: float, amount: float) -> None:
         self.apply(((price, amount),))
 
     def best_price(self) -> float | None:
-        heap = self._heap
+        best = self._best
+        if best is not None:
+            return best
         levels = self.levels
+        heap = self._heap
         s = self._sign
+        pending = self._pending
+        if pending:
+            push = heapq.heappush
+            for p in pending:
+                if p in levels:
+                    push(heap, s * p)
+            pending.clear()
+            # Removed prices are only dropped when they surface; compact before they dominate.
+            if len(heap) > 2 * len(levels) + 1024:
+                self._rebuild_heap()
+                heap = self._heap
+        pop = heapq.heappop
         while heap:
             p = s * heap[0]
             if p in levels:
+                self._best = p
                 return p
-            heapq.heappop(heap)
+            pop(heap)
         return None
 
     def best(self) -> Level | None:

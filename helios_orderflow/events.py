@@ -22,7 +22,7 @@ Units and conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 TakerSide = Literal["buy", "sell"]
 Level = tuple[float, float]  # (price, amount)
@@ -106,4 +106,4 @@ class FeedGap:
     reason: str
 
 
-Event = Union[BookSnapshot, BookDelta, Trade, BestBidOffer, FeedGap]
+Event = BookSnapshot | BookDelta | Trade | BestBidOffer | FeedGap

@@ -20,6 +20,7 @@ again until the next snapshot re-aligns it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 
 from .book import OrderBook
@@ -53,9 +54,12 @@ class BookSync:
         "_buffer",
         "_expect_first",
         "_snapshot_id",
+        "_on_applied",
     )
 
-    def __init__(self, buffer_limit: int = 10_000) -> None:
+    def __init__(self, buffer_limit: int = 10_000, on_applied: Callable[[], None] | None = None) -> None:
+        """``on_applied`` is called after every snapshot load and every applied delta (including deltas
+        replayed from the buffer when a snapshot arrives), so observers see every book state."""
         self.book = OrderBook()
         self.in_sync = False
         self.snapshots = 0
@@ -67,6 +71,7 @@ class BookSync:
         self._buffer: deque[BookDelta] = deque(maxlen=buffer_limit)
         self._expect_first = False  # next applied diff is the first after a snapshot
         self._snapshot_id = NO_ID
+        self._on_applied = on_applied
 
     def on_snapshot(self, snap: BookSnapshot) -> None:
         self.snapshots += 1
@@ -74,6 +79,8 @@ class BookSync:
         self._snapshot_id = snap.update_id
         self.in_sync = True
         self._expect_first = snap.update_id != NO_ID
+        if self._on_applied is not None:
+            self._on_applied()
         buffered = list(self._buffer)
         self._buffer.clear()
         for delta in buffered:
@@ -90,6 +97,8 @@ class BookSync:
         if u == NO_ID:
             self.book.apply(delta.bids, delta.asks)
             self.applied += 1
+            if self._on_applied is not None:
+                self._on_applied()
             return DeltaResult.APPLIED
         book = self.book
         if self._expect_first:
@@ -118,6 +127,8 @@ class BookSync:
                 return self._gap(delta, f"U={delta.first_update_id} but previous u={prev}")
         book.apply(delta.bids, delta.asks, u)
         self.applied += 1
+        if self._on_applied is not None:
+            self._on_applied()
         return DeltaResult.APPLIED
 
     def _gap(self, delta: BookDelta, why: str) -> DeltaResult:

@@ -69,7 +69,7 @@ def iter_lines(path: Path | str, progress: bool | None = None, desc: str | None 
             counted = io.BufferedReader(_CountingReader(raw, bar), buffer_size=1 << 20)
             stream: IO[bytes] = gzip.GzipFile(fileobj=counted) if is_gzip(path) else counted
             try:
-                for lineno, data in enumerate(stream, start=1):  # noqa: B007
+                for lineno, data in enumerate(stream, start=1):
                     try:
                         text = data.decode("utf-8")
                     except UnicodeDecodeError as exc:
