@@ -363,3 +363,39 @@ def test_capture_without_rest_snapshot_is_reported(tmp_path):
     assert not any(isinstance(e, BookSnapshot) for e in events)
     reason = "book diffs without a REST depth snapshot (book cannot be aligned; pass the NAME.http.* file)"
     assert stats.skipped[reason] == 4
+
+
+def test_kraken_book_is_truncated_to_the_subscribed_depth_and_the_truncation_is_emitted():
+    from helios_orderflow.importers.kraken import KrakenParser
+
+    def level(p: float, q: str = "1.00000000") -> list[str]:
+        return [f"{p:.1f}", q, "1618678133.000001"]
+
+    stats = ImportStats()
+    parser = KrakenParser(stats)
+    bids = [level(100.0 - i) for i in range(10)]  # 100 .. 91
+    asks = [level(110.0 + i) for i in range(10)]  # 110 .. 119
+    (snap,) = parser.on_message([1, {"as": asks, "bs": bids}, "book-10", "XBT/USD"], 1, "t:1")
+    assert snap.symbol == "BTC/USD" and len(snap.bids) == 10 and snap.bids[0] == (100.0, 1.0)
+
+    def expected(bid_prices: list[float]) -> str:
+        return str(kraken_checksum([(a[0], a[1]) for a in asks], [(f"{p:.1f}", "1.00000000") for p in bid_prices]))
+
+    # A better bid pushes 91 out of the 10 levels: Kraken sends no removal for it.
+    after_insert = [101.0, *[100.0 - i for i in range(9)]]
+    (d1,) = parser.on_message([1, {"b": [level(101.0)], "c": expected(after_insert)}, "book-10", "XBT/USD"], 2, "t:2")
+    assert d1.bids == ((101.0, 1.0), (91.0, 0.0))
+    # 101 goes away and Kraken fills the 10th level with 90.5; a book that kept 91 would now be wrong.
+    after_delete = [*[100.0 - i for i in range(9)], 90.5]
+    msg = [1, {"b": [level(101.0, "0.00000000"), level(90.5)], "c": expected(after_delete)}, "book-10", "XBT/USD"]
+    (d2,) = parser.on_message(msg, 3, "t:3")
+    assert isinstance(d2, BookDelta) and d2.bids == ((101.0, 0.0), (90.5, 1.0))
+    assert stats.checksums_verified == 2 and parser.checksum_failures == 0
+
+
+def test_symbol_and_exchange_options_keep_only_that_stream():
+    events, stats = _import([FIXTURES], symbol="OMG/BUSD", exchange="binanceus")
+    assert {(e.exchange, e.symbol) for e in events} == {("binanceus", "OMG/BUSD")}
+    assert Counter(type(e).__name__ for e in events) == {"BookDelta": 159, "BestBidOffer": 58, "Trade": 11,
+                                                         "BookSnapshot": 1}
+    assert stats.events == len(events)

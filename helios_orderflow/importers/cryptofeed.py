@@ -34,7 +34,8 @@ Caveats: a Binance book needs the REST snapshot in ``NAME.http.*``; without it t
 aligned (a skip is counted per symbol at the end, and the book stays unsynced downstream).
 
 Options: ``strict`` (default True): malformed lines and out-of-order times raise ``InputError``;
-False counts them as skips and goes on. ``symbol``: keep only events of this unified symbol.
+False counts them as skips and goes on. ``symbol``/``exchange``: keep only events of this unified
+symbol / ccxt exchange id (captures name their venue and symbols themselves).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from __future__ import annotations
 import heapq
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -359,6 +360,7 @@ def iter_events(
     stats: ImportStats | None = None,
     strict: bool = True,
     symbol: str | None = None,
+    exchange: str | None = None,
     **options: Any,
 ) -> Iterator[Event]:
     """Events of the cryptofeed captures in ``paths`` (files, NAME prefixes or directories), in receive
@@ -384,7 +386,8 @@ def iter_events(
     unsupported: set[str] = set()
     synced_books: set[tuple[str, str]] = set()
     diffs_seen: dict[tuple[str, str], str] = {}
-    keep: Callable[[Event], bool] = (lambda e: True) if symbol is None else (lambda e: e.symbol == symbol)
+    def keep(event: Event) -> bool:
+        return (symbol is None or event.symbol == symbol) and (exchange is None or event.exchange == exchange)
 
     for line in merged:
         state = owner[line.order]
