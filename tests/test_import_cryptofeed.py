@@ -62,8 +62,8 @@ BINANCE_CAPTURES = {
 def _futures_first_diff_ending_at_snapshot_is_dropped() -> bool:
     """True while sequence.BookSync drops a futures diff with u == lastUpdateId. Binance's futures
     procedure keeps it ("drop u < lastUpdateId; the first event has U <= lastUpdateId <= u"), and the next
-    diff's pu is that u, so dropping it turns a clean stream into a gap (AKRO/USDT:USDT in
-    BINANCE_FUTURES, and 7 COIN-M symbols, have exactly this diff)."""
+    diff's pu is that u, so dropping it turns a clean stream into a gap (3 USD-M symbols of
+    BINANCE_FUTURES and 5 COIN-M symbols of BINANCE_DELIVERY have exactly this diff)."""
     sync = BookSync()
     sync.on_snapshot(BookSnapshot("binanceusdm", "X/USDT:USDT", 0, 0, 10, ((1.0, 1.0),), ((2.0, 1.0),)))
     delta = BookDelta("binanceusdm", "X/USDT:USDT", 0, 0, 5, 10, 4, (), ())
