@@ -3,7 +3,7 @@
 Binance (https://developers.binance.com, "How to manage a local order book correctly"):
 
 - Buffer diffs, fetch a REST snapshot with ``lastUpdateId`` = L.
-- Drop every buffered diff with ``u <= L``.
+- Spot: drop every buffered diff with ``u <= L``; futures: drop ``u < L``.
 - Spot: the first diff applied must straddle L+1 (``U <= L+1 <= u``); each next one must have
   ``U == previous u + 1``.
 - USD-M and COIN-M futures: the first diff applied must have ``U <= L <= u``; each next one must have
@@ -103,10 +103,13 @@ class BookSync:
         book = self.book
         if self._expect_first:
             last = self._snapshot_id
-            if u <= last:
+            futures = delta.prev_update_id != NO_ID
+            # Spot drops u <= L; futures drop only u < L, since the diff ending at L is the first applied
+            # and the next one's pu points at it.
+            if u < last or (u == last and not futures):
                 self.stale_dropped += 1
                 return DeltaResult.STALE
-            if delta.prev_update_id != NO_ID:
+            if futures:
                 ok = delta.first_update_id <= last <= u
             else:
                 ok = delta.first_update_id <= last + 1 <= u

@@ -89,3 +89,12 @@ def test_on_applied_sees_every_state_including_buffered_replay():
     sync.on_delta(spot(10, 12))
     sync.on_snapshot(snap(7))
     assert states == [7, 9, 12]
+
+
+def test_futures_diff_ending_exactly_at_snapshot_id_is_applied_not_dropped():
+    sync = BookSync()
+    sync.on_delta(fut(5, 8, 4, amount=5.0))  # u == lastUpdateId: Binance futures applies it
+    sync.on_delta(fut(9, 12, 8, amount=6.0))
+    sync.on_snapshot(snap(8))
+    assert sync.gaps == 0 and sync.stale_dropped == 0
+    assert sync.book.update_id == 12 and sync.book.best_bid() == (100.0, 6.0)
