@@ -1,0 +1,709 @@
+"""The live L2 feed: one daemon thread, its own asyncio loop, ccxt.pro watchers for N pairs.
+
+``Feed(exchange, symbols, settings).start()`` starts the thread; Freqtrade's callbacks read
+``feed.state`` (a ``SharedState``) from their own thread without ever waiting on it. Per pair the feed:
+
+1. watches the book with ``watch_order_book(symbol, limit=book_depth)`` and turns each observation of
+   ccxt's conflated book into exact level changes (``BookDiffer``: a ``BookSnapshot`` first and after every
+   resync, then ``BookDelta``s);
+2. watches trades (``watch_trades_for_symbols`` for all pairs at once where the exchange has it, else one
+   ``watch_trades`` per pair) and the venue's best bid/offer (``watch_bids_asks``, Binance ``bookTicker``)
+   where the exchange has it;
+3. hands every event, in one order, to the pair's engine and, when recording, to the recorder (a
+   separate thread, so disk writes never delay the network loop). The engine sees exactly the events the
+   recording holds, in the same order: per-candle features computed later from the recording equal the
+   ones published live, by construction;
+4. after each batch of events (one book observation, or the new trades of a wake-up), publishes a new
+   immutable ``PairSnapshot`` (engine state, health, candle history, best bid/ask) into SharedState.
+
+Why books are one subscription per pair, not ``watch_order_book_for_symbols``: in ccxt's Binance client a
+sequence gap in one symbol of a multi-symbol book subscription re-subscribes the whole group, which
+re-fetches a REST snapshot for every symbol in it (rate-limited: seconds for 20 pairs), so one bad pair
+would stall the others; and ccxt's multi-symbol future resolves for one symbol only, so an update of
+another symbol arriving meanwhile would wait for that symbol's next update. Trades and best bid/offer
+have no sequence state, so the multi-symbol watchers are used for them, and after every wake-up the feed
+reads every pair's new trades and quotes from ccxt's caches (``exchange.trades``, ``exchange.bidsasks``),
+so none waits for its pair's next message.
+
+Failures: every watch loop catches everything but cancellation, counts it in the pair's health (gap,
+reconnect or error), emits a ``FeedGap`` event (recorded too, so the recording says where it is
+incomplete), waits with exponential backoff and jitter (``FeedSettings.backoff_*``) and calls ccxt again,
+which resubscribes and re-snapshots. A pair's failures only delay that pair's loop. No exception leaves
+the thread. ``stop()`` returns within ``stop_timeout_s`` (<= 5 s); ``start()`` is idempotent; the thread is
+a daemon. A Feed cannot be pickled (hyperopt pickles strategies): keep it outside pickled state.
+
+Local receive timestamps (``local_ts_us``) are wall-clock microseconds made non-decreasing across the
+whole feed (a clock step back is held flat), as recordings require.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .backoff import Backoff
+from .book_diff import BookDiffer
+from .errors import ConfigError
+from .events import NO_ID, BestBidOffer, BookSnapshot, Event, FeedGap, Trade
+from .health import HealthTracker
+from .settings import HeliosSettings
+from .state import CandleHistory, PairSnapshot, SharedState
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What the feed needs from a per-pair engine (``engine.PairEngine``)."""
+
+    def on_event(self, event: Event) -> Any: ...
+
+    def snapshot(self) -> Any: ...
+
+
+EngineFactory = Callable[[str, str], Engine]
+
+
+def default_engine_factory(settings: HeliosSettings, timeframe: str = "1m") -> EngineFactory:
+    """``PairEngine(exchange, symbol, settings, timeframe)`` for every pair."""
+    from .engine import PairEngine
+
+    def make(exchange: str, symbol: str) -> Engine:
+        return PairEngine(exchange, symbol, settings, timeframe=timeframe)
+
+    return make
+
+
+def error_kind(exc: BaseException) -> str:
+    """``"gap"`` for a broken venue sequence, ``"reconnect"`` for network trouble, else ``"error"``."""
+    import ccxt
+
+    if isinstance(exc, ccxt.InvalidNonce):  # ChecksumError too: ccxt's Binance gap
+        return "gap"
+    if isinstance(exc, (ccxt.NetworkError, ConnectionError, TimeoutError, OSError)):
+        return "reconnect"
+    return "error"
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class FeedStats:
+    """Totals since the Feed was created (read from any thread; plain ints)."""
+
+    events: int = 0
+    book_snapshots: int = 0
+    book_deltas: int = 0
+    trades: int = 0
+    bbo: int = 0
+    gaps: int = 0
+    engine_errors: int = 0
+    publications: int = 0
+    recorder_errors: int = 0
+    by_symbol: dict[str, int] = field(default_factory=dict)
+
+
+class _Pair:
+    """Everything the feed thread keeps for one pair."""
+
+    __slots__ = ("differ", "candles_seen", "engine", "engine_broken", "health", "history", "last_bbo",
+                 "last_trade", "local_ts_us", "seq", "symbol")
+
+    def __init__(self, exchange: str, symbol: str, depth: int, engine: Engine | None,
+                 clock: Callable[[], float], history_len: int) -> None:
+        self.symbol = symbol
+        self.differ = BookDiffer(exchange, symbol, depth)
+        self.health = HealthTracker(exchange, symbol, clock)
+        self.engine = engine
+        self.engine_broken = False
+        self.history = CandleHistory(history_len)
+        self.candles_seen = 0  # the engine's candles_closed already in ``history``
+        self.last_trade: Any = None  # the newest ccxt trade dict already emitted (identity)
+        self.last_bbo: Any = None  # the newest ccxt bid/ask dict already emitted (identity)
+        self.local_ts_us = 0
+        self.seq = 0
+
+
+class _Recorder:
+    """The recorder on its own thread: events arrive through a queue, in the feed's order.
+
+    Parquet writes (every ``flush_interval_s``) take tens of milliseconds; on the feed's loop they would
+    delay every pair. ``events_written``/``bytes_written`` mirror the writer's counters.
+    """
+
+    _STOP = object()
+
+    def __init__(self, root: Path, settings: HeliosSettings) -> None:
+        from .recording.writer import RecordingWriter
+
+        self.writer = RecordingWriter(root, settings.recording, flush_by_time=True)
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.error: str | None = None
+        self.dropped = 0
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="helios-recorder", daemon=True)
+        self.thread.start()
+
+    @property
+    def events_written(self) -> int:
+        return self.writer.events_written
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
+
+    def put(self, event: Event) -> None:
+        self.queue.put(event)
+
+    def close(self, timeout_s: float) -> None:
+        """Write what is queued, close the recording; wait at most ``timeout_s``. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.queue.put(self._STOP)
+        self.thread.join(max(0.0, timeout_s))
+        if self.thread.is_alive():
+            log.warning("recorder did not finish writing within %.1f s; the last events may be lost", timeout_s)
+
+    def _run(self) -> None:
+        writer = self.writer
+        get = self.queue.get
+        try:
+            while True:
+                try:
+                    item = get(timeout=0.5)
+                except queue.Empty:
+                    self._guard(writer.flush_if_due)
+                    continue
+                if item is self._STOP:
+                    break
+                if self.error is None:
+                    self._guard(writer.write, item)
+                else:
+                    self.dropped += 1
+        finally:
+            self._guard(writer.close)
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a full disk must not take the feed down; say it once
+            if self.error is None:
+                self.error = describe(exc)
+                log.error("recording to %s failed, recording stops (the feed goes on): %s", self.writer.root,
+                          self.error)
+            self.dropped += 1
+
+
+class Feed:
+    """The live feed for ``symbols`` (unified) on ccxt.pro exchange ``exchange`` (ccxt id).
+
+    - ``settings``: HeliosSettings (``feed``, ``health``, ``recording`` sections and the engine's).
+    - ``ccxt_config``: merged into the ccxt client's constructor config (e.g. ``{"urls": {...}}`` to point
+      it at the local exchange, ``{"options": {"defaultType": "swap"}}``).
+    - ``record_to``: a recording directory; every event is also written there (None: no recording).
+    - ``engine``: True for ``engine.PairEngine`` per pair, False for none (state then carries health and
+      best bid/ask only), or a factory ``(exchange, symbol) -> engine``; ``timeframe``: the default
+      engine's candle length (Freqtrade's timeframe, "1m").
+    - ``clock``: monotonic seconds for health times; SharedState reads ages with the same clock.
+    - ``on_exchange``: called with the ccxt client on the feed thread right after it is created (for
+      instrumentation in benchmarks and tests).
+    """
+
+    def __init__(
+        self,
+        exchange: str,
+        symbols: Sequence[str],
+        settings: HeliosSettings | None = None,
+        *,
+        ccxt_config: Mapping[str, Any] | None = None,
+        record_to: str | Path | None = None,
+        engine: bool | EngineFactory = True,
+        timeframe: str = "1m",
+        state: SharedState | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_exchange: Callable[[Any], None] | None = None,
+    ) -> None:
+        symbols = list(dict.fromkeys(symbols))
+        if not symbols:
+            raise ConfigError("the feed needs at least one pair; name them, e.g. --pairs BTC/USDT ETH/USDT")
+        self.exchange_id = exchange
+        self.symbols = tuple(symbols)
+        self.settings = settings or HeliosSettings()
+        self.ccxt_config = dict(ccxt_config or {})
+        self.record_to = Path(record_to) if record_to is not None else None
+        self.clock = clock
+        self.on_exchange = on_exchange
+        _exchange_class(exchange)  # fail early, on the caller's thread, with a clear message
+        self.state = state or SharedState(exchange, self.symbols, self.settings.health, clock)
+        if self.state.symbols != self.symbols:
+            raise ConfigError(f"the shared state carries {self.state.symbols}, the feed {self.symbols}")
+        if engine is True:
+            factory: EngineFactory | None = default_engine_factory(self.settings, timeframe)
+        elif engine is False:
+            factory = None
+        else:
+            factory = engine
+        history_len = self.settings.flow.candle_history
+        self._pairs = {
+            s: _Pair(exchange, s, self.settings.feed.book_depth, factory(exchange, s) if factory else None,
+                     clock, history_len)
+            for s in self.symbols
+        }
+        self.stats = FeedStats(by_symbol=dict.fromkeys(self.symbols, 0))
+        self.recorder: _Recorder | None = None
+        self._lock = threading.Lock()
+        self._runner: _Runner | None = None
+
+    # ---- control (any thread) ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        runner = self._runner
+        return runner is not None and runner.thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread; a no-op while it runs (safe to call from every ``bot_start``)."""
+        with self._lock:
+            if self._runner is not None and self._runner.thread.is_alive():
+                return
+            if self.record_to is not None and (self.recorder is None or self.recorder.closed):
+                self.recorder = _Recorder(self.record_to, self.settings)
+            self._runner = _Runner(self)
+            self._runner.thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the thread and close the recording (flushed); returns within ``timeout_s`` (default
+        ``settings.feed.stop_timeout_s``, at most 5 s) even if the network hangs. Idempotent."""
+        limit = min(5.0, timeout_s if timeout_s is not None else self.settings.feed.stop_timeout_s)
+        deadline = time.monotonic() + limit
+        with self._lock:
+            runner, self._runner = self._runner, None
+            recorder = self.recorder if self.recorder is not None and not self.recorder.closed else None
+        if runner is not None:
+            runner.request_stop()
+            # Leave the recorder a second of the budget to write what is still queued.
+            reserve = 1.0 if recorder is not None else 0.0
+            runner.thread.join(max(0.1, deadline - reserve - time.monotonic()))
+            if runner.thread.is_alive():
+                log.warning("feed thread did not stop within %.1f s; it is a daemon and dies with the process", limit)
+        if recorder is not None:
+            recorder.close(deadline - time.monotonic())
+
+    def __enter__(self) -> Feed:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a helios Feed holds a live thread and network connections and cannot be pickled (hyperopt and "
+            "multiprocessing pickle strategies): keep the Feed outside the pickled state, e.g. in a module-level "
+            "registry, or drop it in the strategy's __getstate__"
+        )
+
+    def recording_stats(self) -> tuple[int, int]:
+        """(events written, bytes written) of the current or last recording, (0, 0) when not recording."""
+        rec = self.recorder
+        return (rec.events_written, rec.bytes_written) if rec is not None else (0, 0)
+
+
+def _exchange_class(exchange_id: str) -> Any:
+    import ccxt.pro
+
+    cls = getattr(ccxt.pro, exchange_id, None)
+    if cls is None or not isinstance(cls, type):
+        raise ConfigError(
+            f"exchange {exchange_id!r} has no ccxt.pro websocket client; use a ccxt id such as "
+            "binance, binanceusdm, kraken, okx (see ccxt.pro.exchanges)"
+        )
+    return cls
+
+
+class _Runner:
+    """One run of the feed thread: its loop, its ccxt client, its tasks. A restart makes a new one."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+        self.settings = feed.settings.feed
+        self.pairs = feed._pairs
+        self.state = feed.state
+        self.stats = feed.stats
+        self.exchange_id = feed.exchange_id
+        self.recorder = feed.recorder
+        self.clock = feed.clock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.main_task: asyncio.Task[None] | None = None
+        self.stopping = threading.Event()
+        self.ex: Any = None
+        self._last_us = 0
+        self.thread = threading.Thread(target=self._run, name=f"helios-feed-{feed.exchange_id}", daemon=True)
+
+    # ---- thread and loop ----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        loop, task = self.loop, self.main_task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed: nothing to cancel
+                loop.call_soon_threadsafe(task.cancel)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            self.main_task = loop.create_task(self._main())
+            self.loop = loop
+            if self.stopping.is_set():
+                self.main_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self.main_task)
+        except BaseException:  # nothing may escape the thread; this is a bug in the feed if reached
+            log.exception("helios feed thread failed")
+        finally:
+            with contextlib.suppress(Exception):
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self) -> None:
+        cls = _exchange_class(self.exchange_id)
+        config: dict[str, Any] = {"enableRateLimit": True}
+        config.update(self.feed.ccxt_config)
+        self.ex = ex = cls(config)
+        for p in self.pairs.values():
+            p.differ.reset()
+            p.last_trade = p.last_bbo = None
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if self.feed.on_exchange is not None:
+                self.feed.on_exchange(ex)
+            await self._load_markets()
+            live = []
+            for p in self.pairs.values():
+                if p.symbol in ex.markets:
+                    live.append(p)
+                else:
+                    p.health.on_error("error", f"{p.symbol} is not a market of {self.exchange_id}", book=True)
+                    self._publish(p)
+                    log.error("%s is not a market of %s; it is skipped", p.symbol, self.exchange_id)
+            tasks = [asyncio.create_task(self._book_loop(p)) for p in live]
+            has = ex.has
+            if live and self.settings.trades:
+                if self.settings.multi_symbol and has.get("watchTradesForSymbols") and len(live) > 1:
+                    tasks.append(asyncio.create_task(self._trades_loop(live, multi=True)))
+                else:
+                    tasks.extend(asyncio.create_task(self._trades_loop([p], multi=False)) for p in live)
+            if live and self.settings.bbo and has.get("watchBidsAsks"):
+                groups = [live] if self.settings.multi_symbol else [[p] for p in live]
+                tasks.extend(asyncio.create_task(self._bbo_loop(g)) for g in groups)
+            if tasks:
+                await asyncio.gather(*tasks)
+            else:
+                await asyncio.Event().wait()  # nothing to watch: idle until stopped
+        finally:
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=1.0)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(ex.close(), timeout=1.5)
+
+    async def _load_markets(self) -> None:
+        backoff = self._backoff()
+        while True:
+            try:
+                await self.ex.load_markets()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                msg = f"loading markets: {describe(exc)}"
+                log.warning("%s %s; retrying", self.exchange_id, msg)
+                for p in self.pairs.values():
+                    p.health.on_error(error_kind(exc), msg, book=True)
+                    self._publish(p)
+                await asyncio.sleep(backoff.next_delay())
+
+    def _backoff(self) -> Backoff:
+        s = self.settings
+        return Backoff(s.backoff_initial_s, s.backoff_max_s, 2.0, s.backoff_jitter)
+
+    def _now_us(self) -> int:
+        t = time.time_ns() // 1000
+        if t < self._last_us:
+            t = self._last_us
+        self._last_us = t
+        return t
+
+    # ---- watch loops ----------------------------------------------------------------------------------------
+
+    async def _book_loop(self, p: _Pair) -> None:
+        ex = self.ex
+        backoff = self._backoff()
+        depth = self.settings.book_depth
+        symbol = p.symbol
+        differ = p.differ
+        health = p.health
+        while True:
+            try:
+                book = await ex.watch_order_book(symbol, depth)
+                local = self._now_us()
+                event = differ.observe(book, local)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = error_kind(exc)
+                self._failed([p], kind, f"book: {describe(exc)}", book=True)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            try:
+                health.on_book(snapshot=isinstance(event, BookSnapshot), crossed=differ.is_crossed(),
+                               changed=event is not None)
+                if event is not None:
+                    self._emit(p, event)
+                self._publish(p)
+            except Exception:  # a bug downstream must not stop the pair's feed
+                log.exception("%s: publishing a book update failed", symbol)
+
+    async def _trades_loop(self, group: list[_Pair], *, multi: bool) -> None:
+        ex = self.ex
+        backoff = self._backoff()
+        symbols = [p.symbol for p in group]
+        while True:
+            try:
+                if multi:
+                    await ex.watch_trades_for_symbols(symbols)
+                else:
+                    await ex.watch_trades(symbols[0])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(group, error_kind(exc), f"trades: {describe(exc)}", book=False)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            local = self._now_us()
+            caches = ex.trades
+            for p in group:
+                try:
+                    self._drain_trades(p, caches.get(p.symbol), local)
+                except Exception:
+                    log.exception("%s: handling trades failed", p.symbol)
+
+    async def _bbo_loop(self, group: list[_Pair]) -> None:
+        ex = self.ex
+        backoff = self._backoff()
+        symbols = [p.symbol for p in group]
+        while True:
+            try:
+                await ex.watch_bids_asks(symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Quotes only check the book: no gap is declared for them, the error is counted.
+                for p in group:
+                    p.health.on_error(error_kind(exc), f"best bid/offer: {describe(exc)}", book=False)
+                    self._publish(p)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            local = self._now_us()
+            quotes = ex.bidsasks
+            for p in group:
+                q = quotes.get(p.symbol)
+                if q is None or q is p.last_bbo:
+                    continue
+                p.last_bbo = q
+                try:
+                    event = _bbo_event(self.exchange_id, p.symbol, q, local)
+                    if event is not None:
+                        p.health.on_bbo()
+                        self._emit(p, event)
+                        self._publish(p)
+                except Exception:
+                    log.exception("%s: handling best bid/offer failed", p.symbol)
+
+    def _drain_trades(self, p: _Pair, cache: Any, local: int) -> None:
+        """Emit the trades ccxt cached for ``p`` since the last one emitted, oldest first."""
+        if cache is None or not len(cache):
+            return
+        newest = cache[-1]
+        seen = p.last_trade
+        if newest is seen:
+            return
+        fresh: list[Any] = []
+        for t in reversed(cache):
+            if t is seen:
+                break
+            fresh.append(t)
+        else:
+            if seen is not None:
+                # The last emitted trade fell out of ccxt's cache (tradesLimit): some were lost.
+                self._gap(p, f"trades: more than {len(cache)} trades between two reads; older ones lost", local)
+        p.last_trade = newest
+        fresh.reverse()
+        events = [e for e in (_trade_event(self.exchange_id, p.symbol, t, local) for t in fresh) if e is not None]
+        if events:
+            p.health.on_trades(len(events))
+            for e in events:
+                self._emit(p, e)
+            self._publish(p)
+
+    # ---- events out ---------------------------------------------------------------------------------------------
+
+    def _failed(self, group: Iterable[_Pair], kind: str, message: str, *, book: bool) -> None:
+        local = self._now_us()
+        for p in group:
+            log.warning("%s %s: %s (%s)", self.exchange_id, p.symbol, message, kind)
+            p.health.on_error(kind, message, book=book)
+            self._gap(p, f"{kind}: {message}", local)
+            self._publish(p)
+
+    def _gap(self, p: _Pair, reason: str, local: int) -> None:
+        """Declare lost data. The engine then waits for a book snapshot, so the next book observation is
+        one (even when only trades were lost)."""
+        self.stats.gaps += 1
+        p.differ.reset()
+        self._emit(p, FeedGap(self.exchange_id, p.symbol, local, local, reason))
+
+    def _emit(self, p: _Pair, event: Event) -> None:
+        """One event to the pair's engine and the recorder, in that single order."""
+        stats = self.stats
+        stats.events += 1
+        stats.by_symbol[p.symbol] += 1
+        kind = type(event)
+        if kind is Trade:
+            stats.trades += 1
+        elif kind is BookSnapshot:
+            stats.book_snapshots += 1
+        elif kind is BestBidOffer:
+            stats.bbo += 1
+        elif kind is not FeedGap:
+            stats.book_deltas += 1
+        p.local_ts_us = event.local_ts_us
+        if self.recorder is not None:
+            self.recorder.put(event)
+        engine = p.engine
+        if engine is not None and not p.engine_broken:
+            try:
+                engine.on_event(event)
+            except Exception:
+                # The engine is deterministic: after an exception its state no longer matches what a
+                # replay of the recording would give, so it is not fed again (recording goes on).
+                stats.engine_errors += 1
+                p.engine_broken = True
+                p.health.on_error("error", f"engine failed on {kind.__name__}; order-flow state frozen", book=False)
+                log.exception("%s: the engine failed; its state is frozen (the recording goes on)", p.symbol)
+
+    def _publish(self, p: _Pair) -> None:
+        """Swap in a new immutable snapshot of the pair."""
+        engine_state = None
+        if p.engine is not None:
+            try:
+                engine_state = p.engine.snapshot()
+            except Exception:
+                self.stats.engine_errors += 1
+                log.exception("%s: engine snapshot failed", p.symbol)
+                engine_state = self.state.get(p.symbol).engine  # type: ignore[union-attr]
+            _update_history(p, engine_state)
+        p.seq += 1
+        self.stats.publications += 1
+        d = p.differ
+        self.state.publish(
+            PairSnapshot(
+                exchange=self.exchange_id,
+                symbol=p.symbol,
+                health=p.health.snapshot(),
+                engine=engine_state,
+                history=p.history.rows(),
+                best_bid=d.best_bid(),
+                best_ask=d.best_ask(),
+                local_ts_us=p.local_ts_us,
+                published_mono_s=self.clock(),
+                seq=p.seq,
+            )
+        )
+
+
+def _update_history(p: _Pair, engine_state: Any) -> None:
+    """Append the candles the engine closed since the last publication to the pair's bounded history.
+
+    The engine's state carries the newest closed candle (``candle``) and a count (``candles_closed``);
+    when more than one closed at once (a quiet stretch ends), the rest are read from the engine's own
+    bounded ``history`` (this runs on the feed thread, which owns the engine).
+    """
+    if engine_state is None:
+        return
+    closed = getattr(engine_state, "candles_closed", None)
+    if closed is None or closed <= p.candles_seen:
+        return
+    new = closed - p.candles_seen
+    p.candles_seen = closed
+    if new == 1:
+        p.history.add(engine_state.candle)
+        return
+    rows = list(getattr(p.engine, "history", ()))[-new:] or [engine_state.candle]
+    for row in rows:
+        p.history.add(row)
+
+
+def _trade_event(exchange: str, symbol: str, t: Mapping[str, Any], local: int) -> Trade | None:
+    side = t.get("side")
+    price = t.get("price")
+    amount = t.get("amount")
+    if side not in ("buy", "sell") or price is None or amount is None:
+        return None  # a venue that does not say the taker's side gives no order-flow trade
+    ts = t.get("timestamp")
+    return Trade(
+        exchange=exchange,
+        symbol=symbol,
+        ts_us=int(ts) * 1000 if ts is not None else local,
+        local_ts_us=local,
+        price=float(price),
+        amount=float(amount),
+        side=side,
+        trade_id=str(t.get("id") if t.get("id") is not None else ""),
+    )
+
+
+def _bbo_event(exchange: str, symbol: str, q: Mapping[str, Any], local: int) -> BestBidOffer | None:
+    bid, ask = q.get("bid"), q.get("ask")
+    if bid is None or ask is None:
+        return None
+    info = q.get("info")
+    uid = info.get("u") if isinstance(info, Mapping) else None
+    ts = q.get("timestamp")
+    return BestBidOffer(
+        exchange=exchange,
+        symbol=symbol,
+        ts_us=int(ts) * 1000 if ts is not None else local,
+        local_ts_us=local,
+        update_id=int(uid) if isinstance(uid, (int, str)) and str(uid).isdigit() else NO_ID,
+        bid_price=float(bid),
+        bid_amount=float(q.get("bidVolume") or 0.0),
+        ask_price=float(ask),
+        ask_amount=float(q.get("askVolume") or 0.0),
+    )
+
+
+__all__ = ["Engine", "EngineFactory", "Feed", "FeedStats", "default_engine_factory"]

@@ -1,0 +1,150 @@
+"""BookDiffer: conflated ccxt book observations become exact level changes (real ccxt OrderBook objects)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from ccxt.async_support.base.ws.order_book import OrderBook as CcxtOrderBook
+
+from helios_orderflow.benchmarks.book import aligned_stream
+from helios_orderflow.book_diff import BookDiffer, apply_levels, diff_levels, levels_of
+from helios_orderflow.events import NO_ID, BookDelta, BookSnapshot
+from helios_orderflow.sequence import BookSync
+
+
+def _ccxt_book(snapshot: BookSnapshot, depth: int) -> CcxtOrderBook:
+    ob = CcxtOrderBook({}, depth)
+    ob.reset({"bids": [list(x) for x in snapshot.bids], "asks": [list(x) for x in snapshot.asks],
+              "nonce": snapshot.update_id, "timestamp": None})
+    return ob
+
+
+def _apply_like_ccxt(ob: CcxtOrderBook, delta: BookDelta) -> None:
+    """What ccxt's binance handle_order_book_message does with one diff, then the limit() it returns."""
+    for p, q in delta.asks:
+        ob["asks"].store(p, q)
+    for p, q in delta.bids:
+        ob["bids"].store(p, q)
+    ob["nonce"] = delta.update_id
+    ob["timestamp"] = delta.ts_us // 1000
+    ob.limit()
+
+
+def _top(ob: CcxtOrderBook, depth: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    return [tuple(x) for x in ob["bids"][:depth]], [tuple(x) for x in ob["asks"][:depth]]
+
+
+@pytest.fixture(scope="module")
+def btcusdt_stream() -> tuple[BookSnapshot, list[BookDelta]]:
+    return aligned_stream()
+
+
+@pytest.mark.parametrize("depth", [1000, 20])
+def test_conflated_observations_of_real_btcusdt_book_rebuild_ccxt_top_levels_exactly(btcusdt_stream, depth):
+    snapshot, deltas = btcusdt_stream
+    ob = _ccxt_book(snapshot, depth)
+    differ = BookDiffer("binance", "BTC/USDT", depth)
+    sync = BookSync()
+    rng = random.Random(5)
+    observations = compared = 0
+    local = 1_723_161_254_000_000
+    first = differ.observe(ob, local)
+    assert isinstance(first, BookSnapshot) and first.update_id == snapshot.update_id
+    assert len(first.bids) == min(depth, len(snapshot.bids))
+    sync.on_snapshot(first)
+    skip = 0
+    for i, d in enumerate(deltas):
+        _apply_like_ccxt(ob, d)
+        if skip:  # conflation: the consumer was busy, ccxt applied this diff unseen
+            skip -= 1
+            continue
+        skip = rng.choice([0, 0, 1, 2, 6])
+        local += 1000
+        ev = differ.observe(ob, local)
+        observations += 1
+        if ev is not None:
+            assert isinstance(ev, BookDelta)
+            assert ev.update_id == d.update_id and ev.ts_us == d.ts_us
+            sync.on_delta(ev)
+        if i % 7 == 0 or i == len(deltas) - 1:
+            bids, asks = _top(ob, depth)
+            assert sync.book.bids.top(depth) == bids
+            assert sync.book.asks.top(depth) == asks
+            compared += 1
+    # Every observation chained onto the previous one by update id: BookSync saw no gap, dropped nothing.
+    assert sync.gaps == 0 and sync.stale_dropped == 0 and sync.in_sync
+    assert observations > 2000 and compared > 300
+    assert differ.snapshots == 1 and differ.deltas + differ.unchanged == observations
+    bids, asks = _top(ob, depth)
+    if depth == 1000:
+        assert bids[0][0] == 61602.01 and asks[0][0] == 61602.02  # the stream's checked final best prices
+
+
+def test_a_level_pushed_out_of_the_compared_depth_is_reported_removed_and_back_when_it_returns():
+    differ = BookDiffer("binance", "X/USDT", depth=2)
+    ob = CcxtOrderBook({}, 1000)
+    ob.reset({"bids": [[10.0, 1.0], [9.0, 2.0], [8.0, 3.0]], "asks": [[11.0, 1.0]], "nonce": 5, "timestamp": 7})
+    snap = differ.observe(ob, 100)
+    assert isinstance(snap, BookSnapshot)
+    assert snap.bids == ((10.0, 1.0), (9.0, 2.0)) and snap.ts_us == 7000 and snap.update_id == 5
+    ob["bids"].store(10.5, 4.0)  # better bid: 9.0 leaves the top 2
+    ob["nonce"] = 6
+    d = differ.observe(ob, 200)
+    assert d.bids == ((10.5, 4.0), (9.0, 0.0)) and d.asks == ()
+    assert (d.first_update_id, d.update_id, d.prev_update_id) == (6, 6, NO_ID)
+    ob["bids"].store(10.5, 0.0)  # gone again: 9.0 is back in the top 2
+    ob["nonce"] = 9
+    d = differ.observe(ob, 300)
+    assert d.bids == ((9.0, 2.0), (10.5, 0.0))
+    assert (d.first_update_id, d.update_id) == (7, 9)
+
+
+def test_no_level_change_gives_no_event_and_no_nonce_gives_unsequenced_deltas_at_local_time():
+    differ = BookDiffer("kraken", "BTC/USD", depth=10)
+    ob = CcxtOrderBook({}, 10)
+    ob.reset({"bids": [[100.0, 1.0]], "asks": [[101.0, 2.0]], "nonce": None, "timestamp": None})
+    snap = differ.observe(ob, 123)
+    assert snap.update_id == NO_ID and snap.ts_us == 123 and snap.local_ts_us == 123
+    assert differ.observe(ob, 124) is None and differ.unchanged == 1
+    ob["asks"].store(101.0, 3.5)
+    d = differ.observe(ob, 125)
+    assert d.asks == ((101.0, 3.5),) and d.bids == ()
+    assert (d.first_update_id, d.update_id, d.prev_update_id) == (NO_ID, NO_ID, NO_ID) and d.ts_us == 125
+
+
+def test_reset_makes_the_next_observation_a_snapshot_and_crossed_books_are_seen():
+    differ = BookDiffer("binance", "X/USDT", depth=5)
+    ob = CcxtOrderBook({}, 5)
+    ob.reset({"bids": [[10.0, 1.0]], "asks": [[11.0, 1.0]], "nonce": 1, "timestamp": 1})
+    differ.observe(ob, 1)
+    assert not differ.is_crossed()
+    ob["bids"].store(11.5, 1.0)
+    ob["nonce"] = 2
+    differ.observe(ob, 2)
+    assert differ.is_crossed() and differ.best_bid() == 11.5 and differ.best_ask() == 11.0
+    differ.reset()
+    assert not differ.has_book
+    snap = differ.observe(ob, 3)
+    assert isinstance(snap, BookSnapshot) and snap.bids == ((11.5, 1.0), (10.0, 1.0))
+    assert differ.snapshots == 2
+
+
+def test_diff_levels_replays_to_the_new_side_on_random_books():
+    rng = random.Random(11)
+    for _ in range(300):
+        prev = {float(rng.randrange(50)): float(rng.randrange(1, 4)) for _ in range(rng.randrange(0, 30))}
+        cur = {float(rng.randrange(50)): float(rng.randrange(1, 4)) for _ in range(rng.randrange(0, 30))}
+        changes = diff_levels(prev, cur)
+        side = dict(prev)
+        apply_levels(side, changes)
+        assert side == cur
+        # only real changes: each price at most once, and unchanged levels never listed
+        prices = [p for p, _ in changes]
+        assert len(prices) == len(set(prices))
+        assert all(prev.get(p) != q or (q == 0.0 and p in prev and p not in cur) for p, q in changes)
+
+
+def test_levels_of_reads_counted_sides_and_drops_zero_sizes():
+    assert levels_of([[1.0, 2.0, 3], [0.5, 0.0, 1], [0.4, 1.0, 2]], 10) == {1.0: 2.0, 0.4: 1.0}
+    assert levels_of([[1.0, 2.0], [0.5, 1.0]], 1) == {1.0: 2.0}

@@ -1,0 +1,164 @@
+"""The live feed against the local exchange with the real ccxt.pro binance client (no mocks).
+
+The server (synthetic market, ``record=True``) logs the book after every diff it published and every trade
+id, so what the feed published and recorded is compared with what the exchange really had.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helios_orderflow.engine import PairEngine
+from helios_orderflow.events import BookDelta, BookSnapshot, FeedGap, Trade
+from helios_orderflow.exchange import SyntheticSource, start_in_thread
+from helios_orderflow.feed import Feed
+from helios_orderflow.recording.reader import read_events
+from helios_orderflow.sequence import BookSync
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+
+
+def wait_for(cond: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def exchange():
+    handle = start_in_thread(SyntheticSource(SYMBOLS, seed=11), record=True, record_depth=100, record_history=100_000)
+    yield handle
+    handle.stop()
+
+
+def test_every_recorded_book_state_and_trade_equals_what_the_exchange_published(exchange, tmp_path: Path):
+    feed = Feed("binance", SYMBOLS, ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec")
+    feed.start()
+    try:
+        wait_for(lambda: all(feed.state.is_healthy(s) for s in SYMBOLS), 30, "all pairs healthy")
+        time.sleep(6)
+        exchange.freeze()  # no more changes: the feed's last observation is the server's final book
+        try:
+            final = {s: exchange.book(s, 100) for s in SYMBOLS}
+            wait_for(lambda: all(feed.state.get(s).best_bid == final[s][1][0][0] for s in SYMBOLS), 5,
+                     "the feed to publish the exchange's final best bid")
+            published = {s: feed.state.get(s) for s in SYMBOLS}
+        finally:
+            exchange.resume()
+    finally:
+        feed.stop()
+    server_trade_ids = {s: exchange.trade_ids(s) for s in SYMBOLS}
+
+    syncs = {s: BookSync() for s in SYMBOLS}
+    compared: dict[str, int] = defaultdict(int)
+    trades: dict[str, list[Trade]] = defaultdict(list)
+    for ev in read_events(tmp_path / "rec"):
+        if isinstance(ev, BookSnapshot):
+            syncs[ev.symbol].on_snapshot(ev)
+        elif isinstance(ev, BookDelta):
+            sync = syncs[ev.symbol]
+            sync.on_delta(ev)
+            server = exchange.book_at(ev.symbol, ev.update_id)
+            assert server is not None, f"{ev.symbol}: the exchange never published update id {ev.update_id}"
+            assert [list(x) for x in sync.book.bids.top(100)] == server[0]
+            assert [list(x) for x in sync.book.asks.top(100)] == server[1]
+            compared[ev.symbol] += 1
+        elif isinstance(ev, Trade):
+            trades[ev.symbol].append(ev)
+        elif isinstance(ev, FeedGap):
+            pytest.fail(f"no gap expected without faults: {ev}")
+    for s in SYMBOLS:
+        assert syncs[s].gaps == 0 and syncs[s].in_sync
+        assert compared[s] >= 40, f"{s}: only {compared[s]} book states compared"
+        last_id, bids, asks = final[s]
+        assert syncs[s].book.update_id == last_id
+        assert [list(x) for x in syncs[s].book.bids.top(100)] == bids
+        # SharedState published the same best prices, and the engine's view agrees
+        assert (published[s].best_bid, published[s].best_ask) == (bids[0][0], asks[0][0])
+        assert published[s].engine.best_bid == bids[0][0] and published[s].engine.best_ask == asks[0][0]
+        # every trade since the first one received, no gap, no duplicate, in order
+        ids = [int(t.trade_id) for t in trades[s]]
+        server_ids = server_trade_ids[s]
+        first = server_ids.index(ids[0])
+        assert ids == server_ids[first : first + len(ids)]
+        assert len(ids) >= 10
+    h = published["BTC/USDT"].health
+    assert (h.gaps, h.reconnects, h.resyncs, h.errors) == (0, 0, 0, 0) and h.trades > 0 and h.bbo > 0
+
+
+def test_start_is_idempotent_stop_is_quick_and_a_feed_refuses_pickling(exchange):
+    feed = Feed("binance", ["ETH/USDT"], ccxt_config=exchange.ccxt_config(), engine=False)
+    feed.start()
+    thread = feed._runner.thread
+    feed.start()
+    assert feed._runner.thread is thread and feed.running
+    assert thread.daemon
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(feed)
+    wait_for(lambda: feed.state.is_healthy("ETH/USDT"), 30, "ETH/USDT healthy")
+    t0 = time.monotonic()
+    feed.stop()
+    assert time.monotonic() - t0 < 5.0
+    assert not thread.is_alive() and not feed.running
+    feed.stop()  # idempotent
+    # a stopped feed's pair ages and turns unhealthy on the reader's clock
+    snap = feed.state.get("ETH/USDT")
+    assert not snap.health.is_healthy(snap.health.last_book_mono_s + 5.1, feed.state.health_settings)
+    # and it can be started again: a new thread, a fresh snapshot of the book
+    feed.start()
+    try:
+        wait_for(lambda: feed.state.get("ETH/USDT").health.resyncs == 1 and feed.state.is_healthy("ETH/USDT"), 30,
+                 "ETH/USDT resynced after restart")
+    finally:
+        feed.stop()
+
+
+class _BrokenEngine(PairEngine):
+    def on_event(self, ev: Any) -> None:
+        if isinstance(ev, Trade):
+            raise RuntimeError("engine bug")
+        super().on_event(ev)
+
+
+def test_an_unknown_pair_and_a_failing_engine_do_not_stall_the_other_pairs(exchange):
+    def factory(exchange_id: str, symbol: str) -> PairEngine:
+        cls = _BrokenEngine if symbol == "SOL/USDT" else PairEngine
+        return cls(exchange_id, symbol)
+
+    pairs = ["BTC/USDT", "NOPE/USDT", "SOL/USDT", "ETH/USDT"]
+    errors: list[BaseException] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)  # nothing may escape the thread
+    feed = Feed("binance", pairs, ccxt_config=exchange.ccxt_config(), engine=factory)
+    try:
+        feed.start()
+        wait_for(lambda: all(feed.state.is_healthy(s) for s in ("BTC/USDT", "ETH/USDT")), 30, "good pairs healthy")
+        wait_for(lambda: feed.state.get("SOL/USDT").health.last_error is not None, 30, "SOL/USDT engine failure")
+        time.sleep(1.5)
+        state = feed.state
+        assert not state.is_healthy("NOPE/USDT")
+        assert state.problems("NOPE/USDT") == (
+            "no book received yet (last error: NOPE/USDT is not a market of binance)",
+        )
+        sol = state.get("SOL/USDT")
+        assert "engine failed on Trade" in sol.health.last_error
+        assert state.is_healthy("SOL/USDT")  # the book itself is fine
+        btc = state.get("BTC/USDT")
+        assert btc.engine is not None and btc.engine.events > 50 and btc.health.errors == 0
+        assert feed.stats.engine_errors == 1
+    finally:
+        feed.stop()
+        threading.excepthook = previous_hook
+    assert errors == []
