@@ -10,6 +10,8 @@ import copy
 import dataclasses
 import json
 import os
+import re
+import select
 import stat
 import subprocess
 import sys
@@ -211,3 +213,44 @@ def test_freqtrade_accepts_the_generated_config_for_trading(tmp_path, options):
     del config["exit_pricing"]
     with pytest.raises(ConfigurationError, match="exit_pricing"):
         validate_config_schema(config)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_freqtrade_loads_its_markets_from_the_local_exchange_with_the_generated_config(tmp_path):
+    """`helios init --exchange local` against a running `helios exchange --synthetic`: Freqtrade's own
+    test-pairlist loads markets through the generated ccxt_config override, offline."""
+    pytest.importorskip("helios_orderflow.commands.exchange")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FREQTRADE__", "PYTEST_"))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "helios_orderflow.cli", "exchange", "--synthetic", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 60)
+        assert ready, "helios exchange printed nothing within 60 s"
+        first = server.stdout.readline()
+        port = re.search(r"listening on http://127\.0\.0\.1:(\d+)", first)
+        assert port, first
+        init = helios_init("--config", "cfg.json", "--exchange", "local", "--local-port", port.group(1), cwd=tmp_path)
+        assert init.returncode == 0, init.stderr
+        (tmp_path / "user_data").mkdir(exist_ok=True)
+        freqtrade = str(Path(sys.executable).parent / "freqtrade")
+        pairlist = subprocess.run(
+            [freqtrade, "test-pairlist", "--config", "cfg.json", "--userdir", "user_data"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert pairlist.returncode == 0, pairlist.stderr
+        assert "['BTC/USDT', 'ETH/USDT']" in pairlist.stdout
+    finally:
+        server.terminate()
+        rest, _ = server.communicate(timeout=30)
+    assert "exchangeInfo" in rest  # the markets came from the emulator, not from binance.com
