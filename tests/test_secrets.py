@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -240,7 +241,11 @@ def test_helios_init_and_freqtrade_runs_log_no_secret_value(tmp_path):
     all_values = [*injected_env.values(), *file_secrets.values(), *generated]
 
     userdir = tmp_path / "user_data"
-    strategies = ROOT / "user_data" / "strategies"
+    # The project's strategy files when present, so that importing them happens with the secrets injected.
+    strategies = userdir / "strategies"
+    strategies.mkdir(parents=True, exist_ok=True)
+    for source in (ROOT / "user_data" / "strategies").glob("*.py"):
+        shutil.copy(source, strategies / source.name)
     logfile = tmp_path / "freqtrade.log"
     listing = _run(
         [
