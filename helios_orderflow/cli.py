@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from . import __version__, commands
 from .errors import HeliosError
+from .secrets import install_redaction, secret_values_from_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Exchange keys and API passwords in the environment never reach a log line or an error message.
+    install_redaction(secret_values_from_config(None, os.environ))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
