@@ -75,6 +75,171 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+# --- Order-flow engine, decision and risk (issue 3; units and meaning in docs/signals.md) ---------------
+
+
+def _require(ok: bool, where: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where} {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class HeatmapSettings:
+    """The liquidity heatmap, and the price bin that walls and absorption also use."""
+
+    #: Build heatmap columns at all (the per-candle features never read them; ``compute_features`` turns
+    #: this off to save time, which changes no feature value).
+    enabled: bool = True
+    #: One column is sampled every this many milliseconds of event time.
+    snapshot_interval_ms: int = 500
+    #: Columns cover mid +/- this many percent of the mid price (fixed when the first book arrives).
+    range_pct: float = 0.5
+    #: Price bin in quote units (e.g. 0.5), or "auto": the round multiple of the tick (1, 2, 2.5 or 5 x 10^k
+    #: ticks) nearest, in ratio, to 1 basis point of the first mid price.
+    bin_size: float | str = "auto"
+    #: Price tick in quote units; 0 = inferred from the decimals of the first book snapshot.
+    tick_size: float = 0.0
+    #: The ring buffer keeps this many seconds of columns (memory is fixed by this, not by run length).
+    window_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _require(self.snapshot_interval_ms > 0, "helios.heatmap.snapshot_interval_ms", "must be > 0")
+        _require(0 < self.range_pct <= 50, "helios.heatmap.range_pct", "must be in (0, 50]")
+        _require(self.tick_size >= 0, "helios.heatmap.tick_size", "must be >= 0 (0 = infer)")
+        _require(self.window_s >= self.snapshot_interval_ms / 1000, "helios.heatmap.window_s",
+                 "must hold at least one column")
+        b = self.bin_size
+        if isinstance(b, str):
+            _require(b == "auto", "helios.heatmap.bin_size", f"must be a price step like 0.5 or 'auto', got {b!r}")
+        else:
+            _require(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0,
+                     "helios.heatmap.bin_size", f"must be a price step > 0 or 'auto', got {b!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """CVD, VWAP, order-flow imbalance, book imbalances and candles."""
+
+    #: The session (CVD and VWAP anchor) starts every day at this UTC time, "HH:MM".
+    session_anchor_utc: str = "00:00"
+    #: Multi-level OFI sums the OFI of the best this many price levels per side.
+    ofi_levels: int = 5
+    #: Depth imbalance counts resting size within mid +/- this many basis points.
+    depth_imbalance_bps: float = 10.0
+    #: Closed candles the engine keeps (bounded history for the live dataframe).
+    candle_history: int = 1500
+
+    def __post_init__(self) -> None:
+        hh, sep, mm = self.session_anchor_utc.partition(":")
+        ok = bool(sep) and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
+        _require(ok, "helios.flow.session_anchor_utc", f"must be 'HH:MM' (UTC), got {self.session_anchor_utc!r}")
+        _require(1 <= self.ofi_levels <= 50, "helios.flow.ofi_levels", "must be in 1..50")
+        _require(self.depth_imbalance_bps > 0, "helios.flow.depth_imbalance_bps", "must be > 0")
+        _require(self.candle_history >= 1, "helios.flow.candle_history", "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class WallSettings:
+    """Liquidity walls: price bins (heatmap bins) that hold far more resting size than their neighbours."""
+
+    #: Walls are looked for within mid +/- this many percent.
+    range_pct: float = 0.3
+    #: A bin is a wall candidate when its resting size >= this times the median non-empty bin size in range.
+    size_k: float = 3.0
+    #: ... and becomes a wall once it has stayed a candidate this many seconds.
+    min_age_s: float = 10.0
+    #: A wall ends when its size falls below this fraction of its peak size.
+    end_frac: float = 0.25
+    #: An ended wall was "traded" (through) when taker volume into or beyond it since it was first seen is at
+    #: least this fraction of the size it lost (peak - size at end); otherwise it was "pulled".
+    traded_frac: float = 0.5
+    #: The book is scanned for walls every this many milliseconds of event time.
+    scan_interval_ms: int = 1000
+    #: No walls are reported when fewer non-empty bins than this are in range (the median means nothing).
+    min_bins: int = 5
+
+    def __post_init__(self) -> None:
+        _require(0 < self.range_pct <= 50, "helios.walls.range_pct", "must be in (0, 50]")
+        _require(self.size_k > 1, "helios.walls.size_k", "must be > 1")
+        _require(self.min_age_s >= 0, "helios.walls.min_age_s", "must be >= 0")
+        _require(0 <= self.end_frac < 1, "helios.walls.end_frac", "must be in [0, 1)")
+        _require(0 <= self.traded_frac <= 1, "helios.walls.traded_frac", "must be in [0, 1]")
+        _require(self.scan_interval_ms > 0, "helios.walls.scan_interval_ms", "must be > 0")
+        _require(self.min_bins >= 1, "helios.walls.min_bins", "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class AbsorptionSettings:
+    """Absorption: aggressive volume into a wall that holds."""
+
+    #: Taker volume into the wall is summed over this many seconds.
+    window_s: float = 30.0
+    #: Absorption fires when that sum reaches this fraction of the wall's peak size.
+    frac: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.window_s > 0, "helios.absorption.window_s", "must be > 0")
+        _require(self.frac > 0, "helios.absorption.frac", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ExhaustionSettings:
+    """Exhaustion: a new price extreme that CVD and aggressive volume do not confirm (1 s buckets)."""
+
+    #: The recent window, seconds (a whole number of 1 s buckets).
+    window_s: int = 30
+    #: The window is compared with the this many seconds before it (lookback includes the recent window).
+    lookback_s: int = 300
+    #: Recent taker volume in the move's direction must be below this fraction of its average per window
+    #: over the earlier part of the lookback.
+    volume_frac: float = 0.7
+
+    def __post_init__(self) -> None:
+        _require(self.window_s >= 1, "helios.exhaustion.window_s", "must be >= 1")
+        _require(self.lookback_s >= 2 * self.window_s, "helios.exhaustion.lookback_s", "must be >= 2 x window_s")
+        _require(self.volume_frac > 0, "helios.exhaustion.volume_frac", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    """When the decision layer says STRONG_BUY / STRONG_SELL."""
+
+    #: TA-Lib RSI period, in candles.
+    rsi_period: int = 14
+    #: STRONG_BUY needs RSI below this (and bullish absorption at a bid wall).
+    rsi_buy_below: float = 30.0
+    #: STRONG_SELL needs RSI above this (and bearish absorption at an ask wall).
+    rsi_sell_above: float = 70.0
+    #: An absorption signal older than this many seconds (event time) no longer counts.
+    signal_max_age_s: float = 60.0
+    #: Allow STRONG_SELL (shorts); spot strategies set this false.
+    allow_short: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.rsi_period >= 2, "helios.decision.rsi_period", "must be >= 2")
+        _require(0 <= self.rsi_buy_below <= 100, "helios.decision.rsi_buy_below", "must be in [0, 100]")
+        _require(0 <= self.rsi_sell_above <= 100, "helios.decision.rsi_sell_above", "must be in [0, 100]")
+        _require(self.signal_max_age_s > 0, "helios.decision.signal_max_age_s", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSettings:
+    """Position risk: the 1-2 % rule with the stop behind the nearest protecting wall."""
+
+    #: Fraction of equity risked per trade; clamped to [min_risk_fraction, max_risk_fraction].
+    risk_fraction: float = 0.015
+    min_risk_fraction: float = 0.01
+    max_risk_fraction: float = 0.02
+    #: The stop sits this many basis points of the entry price behind the wall (at least one tick).
+    stop_buffer_bps: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.min_risk_fraction <= self.max_risk_fraction < 1, "helios.risk",
+                 "needs 0 < min_risk_fraction <= max_risk_fraction < 1")
+        _require(self.risk_fraction > 0, "helios.risk.risk_fraction", "must be > 0")
+        _require(self.stop_buffer_bps >= 0, "helios.risk.stop_buffer_bps", "must be >= 0")
+
+
 @dataclass(frozen=True, slots=True)
 class FeedSettings:
     """The live feed thread (helios_orderflow/feed.py): which streams, book depth, reconnects."""
@@ -126,6 +291,13 @@ class HeliosSettings:
     """The ``helios`` section of the Freqtrade config."""
 
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    heatmap: HeatmapSettings = field(default_factory=HeatmapSettings)
+    flow: FlowSettings = field(default_factory=FlowSettings)
+    walls: WallSettings = field(default_factory=WallSettings)
+    absorption: AbsorptionSettings = field(default_factory=AbsorptionSettings)
+    exhaustion: ExhaustionSettings = field(default_factory=ExhaustionSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    risk: RiskSettings = field(default_factory=RiskSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
 
