@@ -482,7 +482,7 @@ class PairEngine:
             self.ofi_last, c.ofi, c.ofi_multi, self.ofi_total, self.ofi_multi_total,
             di, qi, wm,
             w.active() if (w is not None and ok) else (),
-            tuple(w.ended) if w is not None else (),
+            w.recently_ended() if w is not None else (),
             self.last_absorption, self.last_exhaustion, self.absorptions, self.exhaustions,
             self.health(),
             self.heatmap.columns(self.heatmap_columns) if self.heatmap is not None else None,

@@ -113,6 +113,7 @@ class WallTracker:
         self._ask_tracks: list[_Track] = []
         self.ended: deque[Wall] = deque(maxlen=32)
         self.ended_count = 0
+        self._ended_view: tuple[Wall, ...] = ()
         self.median = math.nan
         self._active: tuple[Wall, ...] = ()
         self._active_dirty = False
@@ -215,6 +216,7 @@ class WallTracker:
         self._drop(key)
         self.ended.append(t.freeze(ts_us, reason))
         self.ended_count += 1
+        self._ended_view = tuple(self.ended)
 
     def desync(self, ts_us: int) -> None:
         """The book can no longer be trusted: every wall ends ("desync"), candidates are forgotten."""
@@ -270,6 +272,10 @@ class WallTracker:
             self._active = tuple(bids + asks)
             self._active_dirty = False
         return self._active
+
+    def recently_ended(self) -> tuple[Wall, ...]:
+        """The last 32 walls that ended, oldest first."""
+        return self._ended_view
 
     def nearest(self, side: WallSide) -> Wall | None:
         for w in self.active():
