@@ -82,12 +82,14 @@ def default_engine_factory(settings: HeliosSettings, timeframe: str = "1m") -> E
 
 
 def error_kind(exc: BaseException) -> str:
-    """``"gap"`` for a broken venue sequence, ``"reconnect"`` for network trouble, else ``"error"``."""
+    """``"gap"`` for a broken venue sequence, ``"reconnect"`` for transient trouble (network, REST 429/5xx),
+    else ``"error"``."""
     import ccxt
 
     if isinstance(exc, ccxt.InvalidNonce):  # ChecksumError too: ccxt's Binance gap
         return "gap"
-    if isinstance(exc, (ccxt.NetworkError, ConnectionError, TimeoutError, OSError)):
+    # OperationFailed is ccxt's "transient, retrying may work": network errors, REST 429 and 5xx answers.
+    if isinstance(exc, (ccxt.OperationFailed, ConnectionError, TimeoutError, OSError)):
         return "reconnect"
     return "error"
 
@@ -388,7 +390,11 @@ class _Runner:
         cls = _exchange_class(self.exchange_id)
         config: dict[str, Any] = {"enableRateLimit": True}
         config.update(self.feed.ccxt_config)
+        streaming = dict(config.get("streaming") or {})
+        streaming.setdefault("keepAlive", int(self.settings.ws_keepalive_s * 1000))
+        config["streaming"] = streaming
         self.ex = ex = cls(config)
+        _guard_frames(ex)
         for p in self.pairs.values():
             p.differ.reset()
             p.last_trade = p.last_bbo = None
@@ -643,6 +649,37 @@ class _Runner:
                 seq=p.seq,
             )
         )
+
+
+def _guard_frames(ex: Any) -> None:
+    """Make a frame ccxt cannot handle drop the connection instead of silently stalling it.
+
+    ccxt handles each websocket frame in a callback that also schedules the next read; when handling
+    raises (a truncated JSON frame, an unexpected payload), the read loop ends while the socket stays open:
+    no future resolves again until the keepalive gives up. Every client the exchange creates gets its
+    frame handler wrapped: an exception becomes a ``NetworkError`` on that connection, which rejects its
+    watchers; the feed's loops then reconnect and resync at once.
+    """
+    import ccxt
+
+    make_client = ex.client
+
+    def client(url: str) -> Any:
+        c = make_client(url)
+        if not getattr(c, "_helios_guarded", False):
+            handle = c.handle_text_or_binary_message
+
+            def guarded(data: Any, _handle: Any = handle, _c: Any = c) -> None:
+                try:
+                    _handle(data)
+                except Exception as exc:
+                    _c.on_error(ccxt.NetworkError(f"a frame from {_c.url} could not be handled ({describe(exc)})"))
+
+            c.handle_text_or_binary_message = guarded
+            c._helios_guarded = True
+        return c
+
+    ex.client = client
 
 
 def _update_history(p: _Pair, engine_state: Any) -> None:

@@ -260,6 +260,9 @@ class FeedSettings:
     backoff_jitter: float = 0.5
     #: stop() waits at most this long for the thread (seconds); it must stay under 5.
     stop_timeout_s: float = 4.0
+    #: The websocket client pings this often (seconds) and drops a connection after two unanswered
+    #: pings (ccxt's keepalive; Binance's own default is 180 s, too slow to notice a dead link).
+    ws_keepalive_s: float = 20.0
 
     def __post_init__(self) -> None:
         problems = [
@@ -268,6 +271,7 @@ class FeedSettings:
              "helios.feed needs 0 < backoff_initial_s <= backoff_max_s"),
             (0 <= self.backoff_jitter <= 1, "helios.feed.backoff_jitter must be in 0..1"),
             (0 < self.stop_timeout_s <= 5, "helios.feed.stop_timeout_s must be in (0, 5]"),
+            (self.ws_keepalive_s > 0, "helios.feed.ws_keepalive_s must be > 0"),
         ]
         for ok, message in problems:
             if not ok:
