@@ -96,3 +96,19 @@ def test_cli_refuses_bad_input_with_a_message(recording: Path, tmp_path: Path,
     assert "must end in .parquet or .csv" in capsys.readouterr().err
     assert main(["features", str(tmp_path / "missing")]) == 2
     assert main(["features", str(recording), "--timeframe", "7q"]) == 2
+
+
+def test_live_engine_with_heatmap_gives_the_same_candles_as_compute_features() -> None:
+    # SharedState runs the engine with the heatmap on; compute_features turns it off: no feature may change.
+    from helios_orderflow.engine import PairEngine
+    from helios_orderflow.features import candles_to_frame
+
+    rows = []
+    live = PairEngine(_btcusdt.EXCHANGE, _btcusdt.SYMBOL, HeliosSettings(), on_candle=rows.append)
+    for ev in _btcusdt.events():
+        live.on_event(ev)
+        if type(ev).__name__ == "Trade" and len(rows) % 3 == 0:
+            live.snapshot()  # reading state must not change it either
+    assert live.heatmap is not None and live.heatmap.seq > 1000
+    frame = compute_features(_btcusdt.events(), "BTC/USDT", "1m", include_partial=False)
+    pd.testing.assert_frame_equal(candles_to_frame(rows), frame)
