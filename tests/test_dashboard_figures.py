@@ -1,0 +1,292 @@
+"""The liquidity page without a browser: history, scaling, figures, live appends, auth, the command."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import math
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plotly.io.json import to_json_plotly
+
+from dashboard import figures, scaling
+from dashboard.app import create_app, run_in_thread
+from dashboard.history import PairHistory
+from dashboard.settings import ENV_PASSWORD, ENV_USER, DashboardAuthError, DashboardSettings, check_bind
+from dashboard.sources import HistorySource, RecordingSource
+from dashboard.synthetic import synthetic_history
+from helios_orderflow.candles import CandleFeatures
+from helios_orderflow.importers import binance_raw
+from helios_orderflow.recording.writer import RecordingWriter
+from helios_orderflow.samples import BINANCE_BTCUSDT_FILES
+from helios_orderflow.settings import RecordingSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Checked figure of the bundled BTCUSDT capture (../shared/README.md).
+BTCUSDT_CVD = -28.93328
+
+
+@pytest.fixture(scope="module")
+def btc_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rec")
+    with RecordingWriter(root, RecordingSettings(), flush_by_time=False) as w:
+        for ev in binance_raw.iter_events(BINANCE_BTCUSDT_FILES, progress=False):
+            w.write(ev)
+    return root
+
+
+@pytest.fixture(scope="module")
+def btc_source(btc_recording: Path) -> RecordingSource:
+    src = RecordingSource(btc_recording, timeframe="15s")
+    src.start()
+    assert src.wait(120), "replay of the bundled BTCUSDT recording did not finish"
+    assert src.error is None
+    return src
+
+
+def _decode_z(trace: dict) -> np.ndarray:
+    spec = trace["z"]
+    n, m = (int(v) for v in spec["shape"].split(","))
+    return np.frombuffer(base64.b64decode(spec["bdata"]), np.uint8).reshape(n, m)
+
+
+# ---- history -----------------------------------------------------------------------------------------
+
+
+def test_history_averages_liquidity_and_sums_trades_within_a_column_across_anchor_moves() -> None:
+    h = PairHistory("x", "A/B", 1.0, 2, 1_000_000, 10)  # columns cover anchor-2 .. anchor+2
+    nan = math.nan
+    h.add_column(0, 100, np.array([1, 2, 3, 4, 5], np.float32), np.array([0, 0, 1, 0, 0], np.float32),
+                 np.zeros(5, np.float32), (99.0, 101.0, 1.0, 0.5))
+    # Half a second later the mid moved up one bin: its vector is shifted by one against the first.
+    h.add_column(500_000, 101, np.array([3, nan, 5, 7, 9], np.float32), np.zeros(5, np.float32),
+                 np.array([0, 0, 2, 0, 0], np.float32), (100.0, 102.0, 3.0, 1.5))
+    h.add_column(1_000_000, 101, np.ones(5, np.float32), np.zeros(5, np.float32), np.zeros(5, np.float32),
+                 (100.0, 102.0, 3.0, 1.5))  # opens the next column: the first is complete
+    sl = h.slice()
+    assert len(sl) == 1 and sl.seq == 0
+    assert sl.anchor_bin[0] == 100
+    # bins 98..102: [1], [2, 3], [3, nan -> not counted], [4, 5], [5, 7] (bin 103's 9 falls off the column)
+    np.testing.assert_allclose(sl.liquidity[0], [1.0, 2.5, 3.0, 4.5, 6.0])
+    np.testing.assert_allclose(sl.buy[0], [0, 0, 1, 0, 0])
+    np.testing.assert_allclose(sl.sell[0], [0, 0, 0, 2, 0])  # the second sample's bin 102 is index 3 here
+    assert (sl.best_bid[0], sl.best_ask[0], sl.cvd[0], sl.ofi[0]) == (100.0, 102.0, 3.0, 1.5)
+    h.flush()
+    assert len(h.slice()) == 2
+
+
+def test_history_memory_is_fixed_by_capacity() -> None:
+    h = PairHistory("x", "A/B", 1.0, 3, 1_000, 50)
+    v = np.ones(7, np.float32)
+    for i in range(500):
+        h.add_column(i * 1_000, 10, v, v, v, (1.0, 2.0, 0.0, 0.0))
+    h.flush()
+    assert h.seq == 500
+    assert len(h.slice()) == 50
+    assert h.span() == (450_000, 500_000)
+
+
+# ---- scaling --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", ["percentile", "log"])
+def test_a_wall_takes_the_brightest_level_and_empty_cells_stay_black(scale: str) -> None:
+    rng = np.random.default_rng(1)
+    sizes = rng.uniform(0.5, 2.0, size=1000)
+    sizes[123] = 80.0  # the wall
+    sizes[7] = 0.0
+    thr = scaling.thresholds(sizes, scale)
+    lv = scaling.levels(sizes, thr)
+    assert lv[123] == 255
+    assert lv[7] == 0
+    if scale == "percentile":  # each level holds about 1/255 of the 999 cells: the top one about 4
+        assert (lv == 255).sum() <= 5
+        assert np.median(lv[lv > 0]) == pytest.approx(128, abs=4)
+    else:  # log: only the wall reaches the top; the thin book sits far below it
+        assert (lv == 255).sum() == 1
+        assert lv[np.arange(1000) != 123].max() < 200
+
+
+# ---- figures on real data ----------------------------------------------------------------------------
+
+
+def test_recording_replay_reproduces_the_captures_cvd_and_fills_the_history(btc_source: RecordingSource) -> None:
+    pair = "binance BTC/USDT"
+    assert btc_source.pairs() == [pair]
+    hist = btc_source.history(pair)
+    assert hist is not None
+    assert hist.state.cvd_total == pytest.approx(BTCUSDT_CVD, abs=1e-6)
+    lo, hi = hist.span()
+    # ~10.8 minutes of book at one column per 500 ms
+    assert 1250 <= hist.seq <= 1310
+    assert hist.column_us == 500_000
+    assert hi - lo == hist.seq * hist.column_us
+    assert len(hist.candles) >= 40  # 15 s candles
+    assert btc_source.health(pair).level == "ok"
+
+
+def test_figure_of_the_bundled_recording_draws_every_panel_on_one_price_grid(btc_source: RecordingSource) -> None:
+    hist = btc_source.history("binance BTC/USDT")
+    fig, meta = figures.build_figure(hist, None, None, "percentile", "1m", 480, final=True, max_bubbles=10**6)
+    data = fig["data"]
+    for name, i in figures.TRACE.items():
+        assert data[i]["type"] == {"heatmap": "heatmap", "candles": "candlestick"}.get(name, "scatter"), name
+    z = _decode_z(data[0])
+    assert z.shape == (meta["n_cols"], meta["n_bins"])
+    assert meta["n_cols"] == math.ceil(hist.seq / math.ceil(hist.seq / 480))
+    assert (z > 0).mean() > 0.3  # the book covers the grid around the mid
+    assert (z == 255).sum() > 0  # walls at the top level
+    # Best bid lies on the grid, below the best ask; the heatmap's row of the best bid holds liquidity.
+    bid = np.array(data[figures.TRACE["best_bid"]]["y"], float)
+    ask = np.array(data[figures.TRACE["best_ask"]]["y"], float)
+    assert np.all(bid < ask)
+    row = np.floor((bid - data[0]["y0"]) / data[0]["dy"] + 0.5).astype(int)
+    assert (z[np.arange(z.shape[0]), row] > 0).mean() > 0.95
+    # Bubbles carry every traded lot the heatmap sampled: the recording's taker buy 204.49112 and sell
+    # 233.4244 BTC, less the trades printed before the first column (book not yet synced) and after the last.
+    sl = hist.slice()
+    buys = sum(data[figures.TRACE["buys"]]["customdata"])
+    sells = sum(data[figures.TRACE["sells"]]["customdata"])
+    assert buys == pytest.approx(float(sl.buy.sum(dtype=np.float64)), rel=1e-6)
+    assert sells == pytest.approx(float(sl.sell.sum(dtype=np.float64)), rel=1e-6)
+    assert 204.49112 - 0.05 < buys <= 204.49112 + 1e-6
+    assert 233.4244 - 0.05 < sells <= 233.4244 + 1e-6
+    # CVD panel ends at the CVD of the last column; 1 m candles from 15 s ones.
+    assert data[figures.TRACE["cvd"]]["y"][-1] == pytest.approx(float(hist.slice().cvd[-1]), abs=1e-6)
+    assert 10 <= len(data[figures.TRACE["candles"]]["x"]) <= 12
+    assert len(data[figures.TRACE["walls_ended"]]["x"]) == 3 * len(hist.walls(0, 2**62))
+    json.dumps(fig)  # plain JSON, as Dash sends it
+    # The default volume filter keeps the 1500 largest bubbles.
+    capped, _ = figures.build_figure(hist, None, None, "percentile", "1m", 480, final=True)
+    kept = capped["data"][figures.TRACE["buys"]]["customdata"] + capped["data"][figures.TRACE["sells"]]["customdata"]
+    every = data[figures.TRACE["buys"]]["customdata"] + data[figures.TRACE["sells"]]["customdata"]
+    assert len(every) > 1500 and len(kept) == 1500
+    assert min(kept) >= sorted(every)[-1500]
+
+
+def test_resampled_candles_keep_open_high_low_close_of_their_group() -> None:
+    def c(t: int, o: float, h: float, lo: float, cl: float) -> CandleFeatures:
+        n = math.nan
+        return CandleFeatures(t * 15_000_000, o, h, lo, cl, 1.0, 1, 0.5, 0.5, 0.0, 0.0, 0.0, cl, cl + 1, cl - 1,
+                              cl + 2, cl - 2, 0, 0, n, n, n, n, n, n, n, n, n, 0, 0, 0, 0, 1)
+
+    candles = [c(0, 10, 12, 9, 11), c(1, 11, 15, 10, 14), c(2, 14, 14, 8, 9), c(3, 9, 10, 9, 10), c(4, 10, 11, 7, 8)]
+    out = figures.resample_candles(candles, "1m", 0, 10**12)
+    assert out["open"] == [10, 10] and out["high"] == [15, 11] and out["low"] == [8, 7] and out["close"] == [10, 8]
+    assert out["vwap"] == [10, 8]  # VWAP at each group's last candle
+    assert out["x"] == [30_000.0, 90_000.0]  # group centres, ms
+
+
+# ---- live appends -----------------------------------------------------------------------------------------
+
+
+def _grow(h: PairHistory, t0: int, n: int, anchor: int) -> None:
+    w = 2 * h.half_bins + 1
+    for i in range(n):
+        liq = np.full(w, 1.0, np.float32)
+        liq[3] = 50.0
+        buy = np.zeros(w, np.float32)
+        buy[h.half_bins] = 0.25
+        cvd = (t0 // h.column_us + i) * 0.25
+        h.add_column(t0 + i * h.column_us, anchor, liq, buy, np.zeros(w, np.float32), (9.5, 10.5, cvd, 0.0))
+
+
+def test_live_update_appends_only_complete_display_columns_then_asks_for_a_redraw_off_grid() -> None:
+    h = PairHistory("x", "A/B", 1.0, 5, 1_000_000, 1000)
+    _grow(h, 0, 40, 10)  # 40 s of columns; the 40th is still open
+    fig, meta = figures.build_figure(h, None, None, "percentile", "1m", 10, final=False)
+    # 39 complete history columns, 4 per display column: 9 complete display columns + 1 still filling
+    assert meta["disp_us"] == 4_000_000
+    assert meta["n_cols"] == 9 and len(fig["data"][0]["x"]) == 9
+    assert figures.build_update(h, meta, final=False) == ("none", None)
+    _grow(h, 40_000_000, 9, 10)  # up to t=49 s: display columns 9 (36-39 s) and 10 (40-43 s), 11 (44-47 s) done
+    kind, upd = figures.build_update(h, meta, final=False)
+    assert kind == "append"
+    assert upd["heat"]["x"] == [38_000, 42_000, 46_000]
+    assert [len(r) for r in upd["heat"]["z"]] == [meta["n_bins"]] * 3
+    assert upd["lines"]["cvd"] == [9.75, 10.75, 11.75]  # CVD at each column's last sample (39, 43, 47 s)
+    assert upd["meta"]["n_cols"] == 10  # a sliding window of max_columns
+    assert sum(upd["buys"]["v"]) == pytest.approx(12 * 0.25)
+    # The wall (bin anchor-5+3) keeps the colour it had in the first figure.
+    z0 = _decode_z(fig["data"][0])
+    assert upd["heat"]["z"][0][int(np.argmax(z0[0]))] == z0[0].max()
+    meta2 = upd["meta"]
+    _grow(h, 49_000_000, 10, 10 + 5)  # the mid jumps 5 bins: past the grid's margin
+    assert figures.build_update(h, meta2, final=False)[0] == "redraw"
+
+
+def test_one_hour_of_400_bins_and_10k_trades_fits_300_kb_on_the_wire() -> None:
+    hist = synthetic_history(3600, 200, 10_000)
+    fig, meta = figures.build_figure(hist, None, None, "percentile", "1m", DashboardSettings().max_display_columns,
+                                     final=True)
+    body = to_json_plotly({"response": {"graph": {"figure": fig}, "meta": {"data": meta}}, "multi": True})
+    wire = len(gzip.compress(body.encode(), 6))
+    z = _decode_z(fig["data"][0])
+    assert z.shape[1] >= 401 and z.shape[0] * hist.column_us * math.ceil(3600 / z.shape[0]) >= 3600 * 10**6 * 0.99
+    trades = len(fig["data"][1]["x"]) + len(fig["data"][2]["x"])
+    assert trades > 1000
+    assert wire <= 300_000, f"{wire} bytes gzip ({len(body)} raw)"
+
+
+# ---- auth and binding ------------------------------------------------------------------------------------
+
+
+def test_a_public_bind_without_credentials_is_refused_and_env_credentials_allow_it() -> None:
+    with pytest.raises(DashboardAuthError, match="HELIOS_DASHBOARD_USER"):
+        check_bind("0.0.0.0", DashboardSettings(host="0.0.0.0").credentials(environ={}))
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("localhost", None)
+    creds = DashboardSettings(host="0.0.0.0").credentials(environ={ENV_USER: "ann", ENV_PASSWORD: "s3cret-pw"})
+    assert creds == ("ann", "s3cret-pw")
+    check_bind("0.0.0.0", creds)
+    with pytest.raises(DashboardAuthError):
+        run_in_thread(HistorySource([]), DashboardSettings(host="192.168.1.10", port=0), credentials=None)
+
+
+def test_basic_auth_answers_401_without_and_200_with_credentials() -> None:
+    src = HistorySource([synthetic_history(60, 20, 100)])
+    handle = run_in_thread(src, DashboardSettings(port=0), credentials=("ann", "s3cret-pw"))
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(handle.url, timeout=10)
+        assert err.value.code == 401
+        assert "Basic" in err.value.headers["WWW-Authenticate"]
+        bad = urllib.request.Request(handle.url, headers={"Authorization": "Basic " + base64.b64encode(
+            b"ann:wrong").decode()})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(bad, timeout=10)
+        assert err.value.code == 401
+        good = urllib.request.Request(handle.url, headers={"Authorization": "Basic " + base64.b64encode(
+            b"ann:s3cret-pw").decode()})
+        with urllib.request.urlopen(good, timeout=10) as r:
+            assert r.status == 200
+            assert b"Helios" in r.read()
+    finally:
+        handle.stop()
+
+
+def test_an_app_created_with_settings_for_a_public_host_enforces_env_credentials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_USER, "ann")
+    monkeypatch.setenv(ENV_PASSWORD, "s3cret-pw")
+    app = create_app(HistorySource([synthetic_history(60, 20, 100)]), DashboardSettings(host="0.0.0.0"))
+    c = app.server.test_client()
+    assert c.get("/").status_code == 401
+    assert c.get("/", headers={"Authorization": "Basic " + base64.b64encode(b"ann:s3cret-pw").decode()}).status_code \
+        == 200
+
+
+def test_dashboard_command_refuses_a_public_host_without_credentials(btc_recording: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k not in (ENV_USER, ENV_PASSWORD)}
+    r = subprocess.run([sys.executable, "-m", "helios_orderflow.cli", "dashboard", "--recording", str(btc_recording),
+                        "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert r.returncode == 2
+    assert "refusing to serve the dashboard on '0.0.0.0' without a password" in r.stderr
