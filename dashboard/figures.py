@@ -129,8 +129,8 @@ def _bubbles(vol: np.ndarray, x_ms: np.ndarray, lo_bin: int, bin_size: float, vr
 
 def resample_candles(candles: tuple[Any, ...] | list[Any], timeframe: str, start_us: int,
                      end_us: int) -> dict[str, list[float]]:
-    """Closed engine candles (``CandleFeatures``) regrouped to ``timeframe`` (a multiple of theirs), those
-    opening in [start_us, end_us): OHLC, and VWAP with its bands at each group's last candle."""
+    """Closed engine candles (``CandleFeatures``) regrouped to ``timeframe`` (a multiple of theirs), the groups
+    that overlap [start_us, end_us): OHLC, and VWAP with its bands at each group's last candle."""
     tf = timeframe_us(timeframe)
     out: dict[str, list[float]] = {k: [] for k in ("x", "open", "high", "low", "close", "vwap", "u1", "l1",
                                                    "u2", "l2")}
@@ -154,9 +154,9 @@ def resample_candles(candles: tuple[Any, ...] | list[Any], timeframe: str, start
             out[name].append(val if math.isfinite(val) else None)  # type: ignore[arg-type]
 
     for c in candles:
-        if not (start_us <= c.open_time_us < end_us):
-            continue
         k = c.open_time_us // tf
+        if not (k * tf < end_us and (k + 1) * tf > start_us):  # groups overlapping the range
+            continue
         if key is not None and k != key:
             emit()
             group = []
@@ -330,7 +330,7 @@ def build_figure(hist: PairHistory, start_us: int | None, end_us: int | None, sc
         title or f"{hist.symbol} · {hist.exchange} — liquidity ({scale} scale)", pair)}
     fig["data"].append(_trace("heatmap",
         x=xs, z=typed_array(z), transpose=True, y0=y0, dy=sl.bin_size, zmin=0, zmax=255, zsmooth=False,
-        colorscale=scaling.COLORSCALE, name="resting liquidity", showscale=True, xaxis="x", yaxis="y",
+        colorscale=scaling.colorscale(scale), name="resting liquidity", showscale=True, xaxis="x", yaxis="y",
         colorbar={"tickvals": tickvals, "ticktext": ticktext, "len": 0.5, "y": 1.0, "yanchor": "top",
                   "thickness": 10, "x": 1.0, "xpad": 2, "tickfont": {"size": 9}},
         hovertemplate="%{y:." + str(digits) + "f}<br>%{x}<br>level %{z}<extra>liquidity</extra>",

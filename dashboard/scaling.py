@@ -4,8 +4,8 @@ Both scales are a list of 254 ascending size thresholds; a size s > 0 gets level
 - ``percentile``: the thresholds are the 1/255 .. 254/255 quantiles of the non-empty cells on screen, so each
   level holds the same share of cells and the largest resting sizes (walls) take the top, brightest
   levels whatever the absolute sizes are.
-- ``log``: thresholds evenly spaced in log size between the 5th percentile and the largest cell, so colour
-  is proportional to log size (one bright wall stands out, thin books look dark).
+- ``log``: thresholds evenly spaced in log size between the median and the largest cell, so colour is
+  proportional to log size above the typical level (one huge wall stands out, the rest of the book is dark).
 The thresholds are computed once per figure and reused for appended live columns, so colours do not
 shift while the page updates (a size above the top threshold stays at 255).
 """
@@ -30,6 +30,23 @@ COLORSCALE: list[list[float | str]] = [
     [0.996, "#ff2a1a"],
     [1.0, "#ffffff"],
 ]
+#: For log levels: typical sizes sit low on the ramp already, so the bright colours get a wider share.
+COLORSCALE_LOG: list[list[float | str]] = [
+    [0.0, "#000000"],
+    [0.004, "#01040f"],
+    [0.3, "#062a6e"],
+    [0.5, "#0a6fbf"],
+    [0.62, "#17c7c9"],
+    [0.72, "#3ee05a"],
+    [0.82, "#f2e829"],
+    [0.9, "#ff8c1a"],
+    [0.96, "#ff2a1a"],
+    [1.0, "#ffffff"],
+]
+
+
+def colorscale(scale: str) -> list[list[float | str]]:
+    return COLORSCALE_LOG if scale == "log" else COLORSCALE
 
 def thresholds(sizes: np.ndarray, scale: str) -> np.ndarray:
     """254 ascending thresholds (float64) for the finite, positive values in ``sizes``."""
@@ -37,7 +54,7 @@ def thresholds(sizes: np.ndarray, scale: str) -> np.ndarray:
     if v.size == 0:
         return np.geomspace(1e-9, 1.0, LEVELS - 1)
     if scale == "log":
-        lo = float(np.quantile(v, 0.05))
+        lo = float(np.quantile(v, 0.5))
         hi = float(v.max())
         if not hi > lo:
             hi = lo * 10.0

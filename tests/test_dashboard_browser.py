@@ -217,6 +217,10 @@ def test_live_mode_appends_new_columns_in_the_browser_and_keeps_the_users_zoom(d
         assert yr == [61500, 61900]
         assert driver.execute_script(f"return {GD}.layout.yaxis.autorange") is False
         assert "live · book updated" in driver.find_element("id", "health").text
+        driver.execute_script(f"Plotly.relayout({GD}, {{'yaxis.autorange': true}});")
+        time.sleep(1.0)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "dashboard_live.png"))
         appends = driver.execute_script("return window.heliosTimings.append")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "dashboard_live_appends.json").write_text(json.dumps(appends, indent=1))
@@ -239,12 +243,16 @@ def test_one_update_of_an_hour_at_400_bins_and_10k_trades_is_measured_on_the_wir
         first = _wait(driver, "return (function(){" + HEATMAP + "})()", timeout=60, what="the 1 h heatmap")
         assert "percentile" in first[0]
         time.sleep(1.0)
-        # The first render also pays for loading plotly.js (4.8 MB of script); "one update" is the next full
-        # figure: switch the colour scale, which rebuilds and resends the whole figure.
-        driver.execute_script("performance.clearResourceTimings(); window.heliosTimings.afterplot = [];")
+        # The first render also pays for loading plotly.js (4.8 MB of script); "one update" is a later full
+        # figure: switch the colour scale to log and back, which rebuilds and resends the whole figure.
         driver.find_element("css selector", "#scale input[value=log]").click()
         _wait(driver, "var h = (function(){" + HEATMAP + "})(); return h && h[0].indexOf('log scale') > 0",
               timeout=60, what="the log-scale figure")
+        time.sleep(1.0)
+        driver.execute_script("performance.clearResourceTimings(); window.heliosTimings.afterplot = [];")
+        driver.find_element("css selector", "#scale input[value=percentile]").click()
+        _wait(driver, "var h = (function(){" + HEATMAP + "})(); return h && h[0].indexOf('percentile scale') > 0",
+              timeout=60, what="the percentile figure again")
         time.sleep(1.0)
         perf = driver.execute_script("""
             var es = performance.getEntriesByType('resource').filter(function (e) {

@@ -290,3 +290,92 @@ def test_dashboard_command_refuses_a_public_host_without_credentials(btc_recordi
                         "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert r.returncode == 2
     assert "refusing to serve the dashboard on '0.0.0.0' without a password" in r.stderr
+
+
+# ---- health banner, walls and signals ---------------------------------------------------------------------
+
+
+def test_health_banner_says_resyncing_after_a_feed_gap_in_a_recording(tmp_path: Path) -> None:
+    from helios_orderflow.events import FeedGap
+
+    events = list(binance_raw.iter_events(BINANCE_BTCUSDT_FILES[:1], progress=False))[:20_000]
+    last = events[-1]
+    gap = FeedGap(last.exchange, last.symbol, last.ts_us + 1, last.local_ts_us + 1, "test: connection lost")
+    with RecordingWriter(tmp_path, RecordingSettings(), flush_by_time=False) as w:
+        for ev in [*events, gap]:
+            w.write(ev)
+    src = RecordingSource(tmp_path)
+    src.start()
+    assert src.wait(60)
+    health = src.health("binance BTC/USDT")
+    assert health.level == "bad"
+    assert health.text.startswith("replay done · RESYNCING: book out of sync")
+    assert "feed gaps 1" in health.text
+
+
+def test_health_banner_turns_stale_when_the_live_feed_stops_publishing() -> None:
+    from dashboard.sources import SharedStateSource
+    from helios_orderflow.health import PairHealth
+    from helios_orderflow.settings import HealthSettings
+    from helios_orderflow.state import PairSnapshot, SharedState
+
+    now = [100.0]
+    state = SharedState("binance", ["BTC/USDT"], HealthSettings(stale_after_s=5.0), clock=lambda: now[0])
+    state.publish(PairSnapshot("binance", "BTC/USDT", PairHealth("binance", "BTC/USDT", has_book=True, in_sync=True,
+                                                                  last_book_mono_s=99.0, resyncs=2), seq=1))
+    src = SharedStateSource(state)
+    ok = src.health("binance BTC/USDT")
+    assert ok.level == "ok" and ok.text.startswith("live · book updated 1.0 s ago · resyncs 2")
+    now[0] = 107.5
+    stale = src.health("binance BTC/USDT")
+    assert stale.level == "bad"
+    assert stale.text.startswith("STALE: stale: no book update for 8.5 s (limit 5 s)")
+
+
+def test_walls_are_drawn_from_first_seen_to_now_with_their_age_and_signals_as_markers() -> None:
+    from helios_orderflow.absorption import AbsorptionSignal
+    from helios_orderflow.exhaustion import ExhaustionSignal
+    from helios_orderflow.walls import Wall
+
+    s = 1_000_000
+    active = Wall("bid", 61600.0, 61600.0, 61605.0, 61601.5, 10 * s, 20 * s, 100 * s, 12.5, 14.0, 3.2, 1.0)
+    ended = Wall("ask", 61710.0, 61705.0, 61710.0, 61707.0, 5 * s, 15 * s, 40 * s, 1.0, 9.0, 5.0, 8.5, 41 * s,
+                 "traded")
+    d = figures.walls_data([ended, active], now_us=135 * s, digits=2)
+    assert d["walls"]["x"] == [10_000.0, 135_000.0, None] and d["walls"]["y"] == [61602.5, 61602.5, None]
+    assert d["wall_labels"]["text"] == ["bid wall 12.5 · 2m05s"]
+    assert d["walls_ended"]["x"] == [5_000.0, 41_000.0, None]
+    assert d["walls_ended"]["text"][0] == "ask wall 61705-61710, peak 9, lived 36s, traded"
+    bull = AbsorptionSignal(50 * s, "bull", 61600.0, 61600.0, 61605.0, 12.5, 14.0, 7.25, 30.0)
+    up = ExhaustionSignal(60 * s, "up", 61720.0, 61715.0, 3.0, 4.0, 0.5, 1.2)
+    sig = figures.signals_data([bull, up], digits=2)
+    assert sig["absorption"]["x"] == [50_000.0] and sig["absorption"]["y"] == [61600.0]
+    assert sig["absorption"]["marker.symbol"] == ["triangle-up"]
+    assert sig["absorption"]["text"] == ["bullish absorption: 7.25 into wall 14 at 61600"]
+    assert sig["exhaustion"]["y"] == [61720.0]
+    assert sig["exhaustion"]["text"] == ["buying exhaustion at 61720 (CVD 3 vs 4)"]
+
+
+def test_the_time_range_control_scrubs_the_recording_when_follow_is_off(btc_source: RecordingSource) -> None:
+    app = create_app(btc_source, DashboardSettings())
+    c = app.server.test_client()
+    deps = c.get("/_dash-dependencies").get_json()
+    render = next(d for d in deps if d["output"].startswith("..graph.figure"))
+    lo, _ = btc_source.history("binance BTC/USDT").span()
+
+    def inputs(follow: list[str], rng: list[int]) -> list[dict]:
+        values = {"pair": "binance BTC/USDT", "timeframe": "15s", "scale": "log", "follow": follow, "range": rng,
+                  "redraw": 0}
+        return [{"id": i["id"], "property": i["property"], "value": values[i["id"]]} for i in render["inputs"]]
+
+    body = {"output": render["output"], "outputs": [{"id": "graph", "property": "figure"},
+                                                      {"id": "meta", "property": "data"}],
+            "inputs": inputs([], [60, 179]), "changedPropIds": ["range.value"],
+            "state": [{"id": "meta", "property": "data", "value": None}]}
+    r = c.post("/_dash-update-component", json=body)
+    assert r.status_code == 200
+    resp = r.get_json()["response"]
+    x = resp["graph"]["figure"]["data"][0]["x"]
+    assert lo / 1000 + 60_000 <= x[0] and x[-1] < lo / 1000 + 180_000
+    assert len(x) == 240  # two minutes of 500 ms columns
+    assert resp["meta"]["data"]["scale"] == "log" and "log scale" in resp["graph"]["figure"]["layout"]["title"]["text"]
