@@ -19,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "features",
         help="per-candle order-flow features of a recording (the table backtesting uses)",
-        description="Replay a recording through the order-flow engine and write one row per closed candle "
-        "(OHLCV, delta, CVD, VWAP bands, OFI, imbalances, walls, signal flags; see docs/signals.md). "
-        "Results are cached under REC/.cache/features.",
+        description="Replay a recording through the order-flow engine and write one row per candle (OHLCV, delta, "
+        "CVD, VWAP bands, OFI, imbalances, walls, signal flags; see docs/signals.md); the last row is the candle "
+        "still open when the recording ends. Results are cached under REC/.cache/features.",
     )
     p.add_argument("recording", metavar="REC", help="recording directory (from 'helios record' or 'helios import')")
     p.add_argument("--timeframe", default="1m", help="candle length, Freqtrade style (default 1m)")
