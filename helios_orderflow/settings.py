@@ -154,7 +154,7 @@ class WallSettings:
     #: least this fraction of the size it lost (peak - size at end); otherwise it was "pulled".
     traded_frac: float = 0.5
     #: The book is scanned for walls every this many milliseconds of event time.
-    scan_interval_ms: int = 1000
+    scan_interval_ms: int = 2000
     #: No walls are reported when fewer non-empty bins than this are in range (the median means nothing).
     min_bins: int = 5
 

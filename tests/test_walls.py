@@ -137,7 +137,7 @@ def test_real_stream_walls_are_large_bins_and_end_with_a_known_reason() -> None:
             checked += 1
     st = engine.snapshot()
     ended = list(engine.walls.ended)
-    assert engine.walls.ended_count >= 10  # the 11 minutes see many walls come and go (20 with defaults)
+    assert engine.walls.ended_count >= 10  # the 11 minutes see many walls come and go (18 with defaults)
     assert {w.end_reason for w in ended} <= {"traded", "pulled", "out_of_range"}
     assert any(w.end_reason == "pulled" for w in ended)
     assert st.bin_size == 5.0 and st.tick_size == 0.01
