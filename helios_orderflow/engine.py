@@ -230,7 +230,7 @@ class PairEngine:
             self.feed_gaps += 1
             if self.sync.in_sync:
                 # Data was lost: the book may be wrong even where ids cannot tell; wait for a snapshot.
-                self.sync.in_sync = False
+                self.sync.invalidate(f"declared feed gap: {ev.reason}")  # type: ignore[union-attr]
                 self._lost_sync()
         else:
             raise HeliosError(f"unknown event type {t.__name__}")

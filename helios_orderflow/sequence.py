@@ -57,7 +57,7 @@ class BookSync:
         "_on_applied",
     )
 
-    def __init__(self, buffer_limit: int = 10_000, on_applied: Callable[[], None] | None = None) -> None:
+    def __init__(self, buffer_limit: int = 2_000, on_applied: Callable[[], None] | None = None) -> None:
         """``on_applied`` is called after every snapshot load and every applied delta (including deltas
         replayed from the buffer when a snapshot arrives), so observers see every book state."""
         self.book = OrderBook()
@@ -133,6 +133,14 @@ class BookSync:
         if self._on_applied is not None:
             self._on_applied()
         return DeltaResult.APPLIED
+
+    def invalidate(self, reason: str) -> None:
+        """Mark the book untrustworthy until the next snapshot (e.g. the feed declared lost data that
+        the ids cannot show). Not counted as a sequence gap."""
+        if self.in_sync:
+            self.in_sync = False
+            self.last_gap = reason
+            self._buffer.clear()
 
     def _gap(self, delta: BookDelta, why: str) -> DeltaResult:
         self.gaps += 1

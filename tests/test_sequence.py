@@ -98,3 +98,21 @@ def test_futures_diff_ending_exactly_at_snapshot_id_is_applied_not_dropped():
     sync.on_snapshot(snap(8))
     assert sync.gaps == 0 and sync.stale_dropped == 0
     assert sync.book.update_id == 12 and sync.book.best_bid() == (100.0, 6.0)
+
+
+def test_invalidate_marks_book_out_of_sync_until_next_snapshot_without_counting_a_gap():
+    sync = BookSync()
+    sync.on_snapshot(snap(10))
+    sync.invalidate("feed reconnected")
+    assert not sync.in_sync and sync.gaps == 0 and sync.last_gap == "feed reconnected"
+    assert sync.on_delta(spot(11, 12)) is DeltaResult.BUFFERED
+    sync.on_snapshot(snap(11))
+    assert sync.in_sync and sync.book.update_id == 12
+
+
+def test_buffer_is_bounded_and_overflow_is_counted():
+    sync = BookSync(buffer_limit=3)
+    for i in range(5):
+        sync.on_delta(spot(i * 2 + 1, i * 2 + 2))
+    assert sync.buffer_overflows == 2
+    assert len(sync._buffer) == 3
