@@ -42,16 +42,15 @@ DEFAULT_DEPTH = 1000
 
 def levels_of(side: Sequence[Sequence[Any]], depth: int) -> dict[float, float]:
     """The best ``depth`` levels of a ccxt book side (``[[price, amount, ...], ...]``, best first) as
-    ``{price: amount}``, insertion-ordered best first, zero amounts left out."""
+    ``{price: amount}``, insertion-ordered best first (ccxt keeps no zero amounts on a plain side; counted
+    sides' zero rows are left out)."""
     top = side[:depth]
     try:
-        levels = dict(top)  # C-speed for the usual [price, amount] pairs
+        # C-speed for the usual [price, amount] pairs; ccxt's sides never hold a zero amount.
+        return dict(top)
     except (TypeError, ValueError):
-        # Counted / indexed sides carry a third element (order count or order id).
-        levels = {row[0]: row[1] for row in top}
-    if 0 in levels.values():  # ccxt drops zero levels itself; this guards other sides
-        levels = {p: q for p, q in levels.items() if q}
-    return levels
+        # Counted / indexed sides carry a third element (order count or order id) and may hold zeros.
+        return {row[0]: row[1] for row in top if row[1]}
 
 
 def diff_levels(prev: Mapping[float, float], cur: Mapping[float, float]) -> Levels:

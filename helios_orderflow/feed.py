@@ -94,6 +94,12 @@ def error_kind(exc: BaseException) -> str:
     return "error"
 
 
+def _unsupported(exc: BaseException) -> bool:
+    import ccxt
+
+    return isinstance(exc, (ccxt.NotSupported, ccxt.BadRequest, ccxt.BadSymbol))
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc).strip().replace("\n", " ")
     if len(text) > 300:
@@ -146,6 +152,7 @@ class _Recorder:
     """
 
     _STOP = object()
+    POLL_S = 0.1
 
     def __init__(self, root: Path, settings: HeliosSettings) -> None:
         from .recording.writer import RecordingWriter
@@ -181,20 +188,26 @@ class _Recorder:
 
     def _run(self) -> None:
         writer = self.writer
-        get = self.queue.get
+        q = self.queue
+        stopping = False
         try:
-            while True:
-                try:
-                    item = get(timeout=0.5)
-                except queue.Empty:
-                    self._guard(writer.flush_if_due)
-                    continue
-                if item is self._STOP:
-                    break
-                if self.error is None:
-                    self._guard(writer.write, item)
-                else:
-                    self.dropped += 1
+            while not stopping:
+                # Wake a few times a second and write what has queued: waking for every event would make
+                # this thread and the feed thread hand the GIL back and forth hundreds of times a second.
+                time.sleep(self.POLL_S)
+                while True:
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is self._STOP:
+                        stopping = True
+                        break
+                    if self.error is None:
+                        self._guard(writer.write, item)
+                    else:
+                        self.dropped += 1
+                self._guard(writer.flush_if_due)
         finally:
             self._guard(writer.close)
 
@@ -526,6 +539,11 @@ class _Runner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if _unsupported(exc):
+                    # Quotes are optional (they only check the book): a venue that refuses them is left alone.
+                    log.warning("%s: no best bid/offer stream (%s); going on without it", self.exchange_id,
+                                describe(exc))
+                    return
                 # Quotes only check the book: no gap is declared for them, the error is counted.
                 for p in group:
                     p.health.on_error(error_kind(exc), f"best bid/offer: {describe(exc)}", book=False)

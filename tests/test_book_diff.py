@@ -145,6 +145,6 @@ def test_diff_levels_replays_to_the_new_side_on_random_books():
         assert all(prev.get(p) != q or (q == 0.0 and p in prev and p not in cur) for p, q in changes)
 
 
-def test_levels_of_reads_counted_sides_and_drops_zero_sizes():
-    assert levels_of([[1.0, 2.0, 3], [0.5, 0.0, 1], [0.4, 1.0, 2]], 10) == {1.0: 2.0, 0.4: 1.0}
+def test_levels_of_reads_counted_sides_and_drops_their_zero_sizes():
+    assert levels_of([[1.0, 2.0, 3], [0.5, 0.0, 1], [0.4, 1.0, 2]], 10) == {1.0: 2.0, 0.4: 1.0}  # counted side
     assert levels_of([[1.0, 2.0], [0.5, 1.0]], 1) == {1.0: 2.0}

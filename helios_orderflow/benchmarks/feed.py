@@ -1,0 +1,197 @@
+"""Live feed load: 20 pairs x 10 book messages/s (plus their trades and best bid/offer) from the local
+exchange, through the real ccxt.pro binance client, the engine, SharedState and the recorder.
+
+The exchange runs in its own process (``helios exchange --synthetic``, 20 symbols; one ``@depth@100ms``
+diff per symbol per 100 ms), so this process's CPU is the feed's alone. Figures:
+
+- ``state_read_us``: one ``SharedState.get(pair)`` plus reading a field of its engine state, from another
+  thread while the feed publishes (mean over many reads); ``state_healthy_us``: one ``is_healthy(pair)``.
+- ``feed_book_p99_ms`` / ``feed_trade_p99_ms``: from a websocket frame's arrival (ccxt's message
+  handler is entered) to the publication of the SharedState snapshot that includes it, for depth diffs
+  and trades. A diff conflated into a later observation counts from its own arrival.
+- ``feed_cpu_cores``: this process's CPU time over wall time while measuring (feed thread, ccxt,
+  engine, recorder thread).
+- ``feed_rss_start_mb`` / ``feed_rss_end_mb`` / ``feed_rss_slope_mb_per_min``: resident memory after
+  warm-up, at the end, and its least-squares slope over the measurement (10 min; 50 s with ``quick``).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..exchange.process import start_subprocess
+from ..feed import Feed
+from ..settings import HeliosSettings
+from ..state import PairSnapshot, SharedState
+from ..symbols import binance_wire
+
+PAIRS = 20
+_BASES = ["BTC", "ETH", "BNB", "SOL", "XRP", "DOGE", "ADA", "LTC", "LINK", "AVAX",
+          "DOT", "TRX", "ATOM", "NEAR", "UNI", "FIL", "APT", "ARB", "OP", "SUI"]
+SYMBOLS = [f"{b}/USDT" for b in _BASES[:PAIRS]]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _p99(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.99 * len(values)))]
+
+
+class _Timing:
+    """Frame arrival stamps per pair and the delays to their publication (feed thread only)."""
+
+    def __init__(self) -> None:
+        self.book_pending: dict[str, int] = {}
+        self.trade_pending: dict[str, int] = {}
+        self.book_ms: list[float] = []
+        self.trade_ms: list[float] = []
+        self.recording = False
+        self.by_wire = {binance_wire(s).lower(): s for s in SYMBOLS}
+
+    def on_frame(self, message: Any) -> None:
+        data = message.get("data", message) if isinstance(message, dict) else None
+        if not isinstance(data, dict):
+            return
+        kind = data.get("e")
+        symbol = self.by_wire.get(str(data.get("s", "")).lower())
+        if symbol is None:
+            return
+        now = time.perf_counter_ns()
+        if kind == "depthUpdate":
+            self.book_pending.setdefault(symbol, now)
+        elif kind == "trade":
+            self.trade_pending.setdefault(symbol, now)
+
+    def on_publish(self, old: PairSnapshot | None, new: PairSnapshot) -> None:
+        now = time.perf_counter_ns()
+        s = new.symbol
+        if old is not None and new.health.last_book_mono_s != old.health.last_book_mono_s:
+            t = self.book_pending.pop(s, None)
+            if t is not None and self.recording:
+                self.book_ms.append((now - t) / 1e6)
+        if old is not None and new.health.trades != old.health.trades:
+            t = self.trade_pending.pop(s, None)
+            if t is not None and self.recording:
+                self.trade_ms.append((now - t) / 1e6)
+
+
+class _TimedState(SharedState):
+    timing: _Timing
+
+    def publish(self, snapshot: PairSnapshot) -> None:
+        old = self._pairs.get(snapshot.symbol)
+        super().publish(snapshot)
+        self.timing.on_publish(old, snapshot)
+
+
+def _instrument(timing: _Timing) -> Any:
+    def hook(ex: Any) -> None:
+        handle = ex.handle_message
+
+        def timed(client: Any, message: Any) -> Any:
+            timing.on_frame(message)
+            return handle(client, message)
+
+        ex.handle_message = timed  # clients created later pick up the instance attribute
+
+    return hook
+
+
+def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float]) -> None:
+    """Read SharedState from another thread while the feed publishes."""
+    n = 0
+    t_get = t_health = 0.0
+    sym = SYMBOLS[0]
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            snap = state.get(sym)
+            _ = snap.engine.cvd if snap is not None and snap.engine is not None else None
+        t1 = time.perf_counter()
+        for _ in range(1000):
+            state.is_healthy(sym)
+        t2 = time.perf_counter()
+        t_get += t1 - t0
+        t_health += t2 - t1
+        n += 1000
+        time.sleep(0.05)
+    out["get_us"] = t_get / max(n, 1) * 1e6
+    out["healthy_us"] = t_health / max(n, 1) * 1e6
+
+
+def run(quick: bool = False) -> dict[str, float | int | str]:
+    warmup_s, measure_s = (10.0, 50.0) if quick else (60.0, 600.0)
+    timing = _Timing()
+    with tempfile.TemporaryDirectory(prefix="helios-bench-feed-") as tmp:
+        proc = start_subprocess(["--synthetic", "--seed", "7", "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
+        try:
+            settings = HeliosSettings()
+            state = _TimedState("binance", SYMBOLS, settings.health)
+            state.timing = timing
+            feed = Feed("binance", SYMBOLS, settings, ccxt_config=proc.ccxt_config(), record_to=Path(tmp) / "rec",
+                        state=state, on_exchange=_instrument(timing))
+            feed.start()
+            try:
+                deadline = time.monotonic() + 60
+                while not all(state.is_healthy(s) for s in SYMBOLS):
+                    if time.monotonic() > deadline:
+                        sick = {s: state.problems(s) for s in SYMBOLS if not state.is_healthy(s)}
+                        raise RuntimeError(f"pairs not healthy after 60 s: {sick}")
+                    time.sleep(0.2)
+                time.sleep(warmup_s)
+                timing.recording = True
+                reads: dict[str, float] = {}
+                stop_reads = threading.Event()
+                reader = threading.Thread(target=_read_cost, args=(state, stop_reads, reads), daemon=True)
+                reader.start()
+                events0 = feed.stats.events
+                cpu0 = os.times()
+                wall0 = time.monotonic()
+                rss: list[tuple[float, float]] = [(0.0, _rss_mb())]
+                while time.monotonic() - wall0 < measure_s:
+                    time.sleep(min(5.0, measure_s / 10))
+                    rss.append((time.monotonic() - wall0, _rss_mb()))
+                cpu1 = os.times()
+                wall = time.monotonic() - wall0
+                events = feed.stats.events - events0
+                stop_reads.set()
+                reader.join()
+                timing.recording = False
+                healthy = sum(state.is_healthy(s) for s in SYMBOLS)
+            finally:
+                feed.stop()
+        finally:
+            proc.stop()
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    xs = [t for t, _ in rss]
+    ys = [m for _, m in rss]
+    slope = statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan")
+    return {
+        "state_read_us": reads.get("get_us", float("nan")),
+        "state_healthy_us": reads.get("healthy_us", float("nan")),
+        "feed_pairs": len(SYMBOLS),
+        "feed_pairs_healthy_at_end": healthy,
+        "feed_events_per_s": events / wall,
+        "feed_book_frames_timed": len(timing.book_ms),
+        "feed_book_p50_ms": statistics.median(timing.book_ms) if timing.book_ms else float("nan"),
+        "feed_book_p99_ms": _p99(timing.book_ms),
+        "feed_trade_p99_ms": _p99(timing.trade_ms),
+        "feed_cpu_cores": cpu / wall,
+        "feed_rss_start_mb": ys[0],
+        "feed_rss_end_mb": ys[-1],
+        "feed_rss_slope_mb_per_min": slope,
+        "feed_measure_s": round(wall),
+    }
