@@ -192,22 +192,23 @@ class HeliosStrategy(IStrategy):
         return key
 
     def _start_dashboard(self, feed: Any) -> Any:
-        d = self.helios.dashboard
+        """The in-process liquidity page on the feed's SharedState; a failure is logged, never raised (the
+        page must not stop the bot)."""
         try:
             from dashboard import run_in_thread
+            from dashboard.sources import SharedStateSource
         except ImportError as exc:
             log.warning("helios: the dashboard is enabled but cannot be imported (%s); trading goes on without it",
                         exc)
             return None
+        d = self.helios.dashboard
         try:
-            handle = run_in_thread(feed.state, self.helios.settings, host=d.host, port=d.port)
-        except TypeError:  # an older run_in_thread without host/port
-            handle = run_in_thread(feed.state, self.helios.settings)
-        except Exception as exc:  # the page must never stop the bot
+            source = SharedStateSource(feed.state, settings=self.helios.settings, dashboard=d)
+            handle = run_in_thread(source, d)
+        except Exception as exc:
             log.warning("helios: the dashboard did not start: %s; trading goes on without it", exc)
             return None
-        url = getattr(handle, "url", f"http://{d.host}:{d.port}/")
-        log.info("helios: liquidity dashboard at %s", url)
+        log.info("helios: liquidity dashboard at %s", handle.url)
         return handle
 
     @property
@@ -372,13 +373,15 @@ class HeliosStrategy(IStrategy):
     def custom_stake_amount(self, pair: str, current_time: datetime, current_rate: float, proposed_stake: float,
                             min_stake: float | None, max_stake: float, leverage: float, entry_tag: str | None,
                             side: str, **kwargs: Any) -> float:
-        """Stake by the risk rule: equity x risk / |entry - stop| x entry, capped by ``max_stake``; 0 (no
-        trade) when the risk rule allows less than Freqtrade's minimum stake."""
+        """Stake by the risk rule: equity x risk / |entry - stop| x entry, capped by Freqtrade's proposed stake
+        (``strategy.stake_cap`` "proposed") or its max stake ("max"); 0 (no trade) when the risk rule allows
+        less than Freqtrade's minimum stake."""
         view = self.market_view(pair, current_time)
         stop, wall = self.stop_plan(pair, side, current_rate, view)
         risk = self.helios.settings.risk
         equity = self._equity()
-        size = position_size(equity, risk.risk_fraction, current_rate, stop, max_stake, risk)
+        cap = min(proposed_stake, max_stake) if self.helios.strategy.stake_cap == "proposed" else max_stake
+        size = position_size(equity, risk.risk_fraction, current_rate, stop, cap, risk)
         # Leverage multiplies exposure per unit of stake: the risk rule is about exposure.
         stake = size.stake / max(leverage, 1.0)
         if min_stake is not None and stake < min_stake:
@@ -387,11 +390,11 @@ class HeliosStrategy(IStrategy):
             return 0.0
         self._plans[pair] = {"stop": stop, "wall": wall if wall is not None else math.nan, "entry": current_rate,
                              "equity": equity, "risk": clamp_risk(risk.risk_fraction, risk), "stake": stake,
-                             "capped": float(size.capped), "max_stake": max_stake,
+                             "capped": float(size.capped), "stake_cap": cap,
                              "side": 1.0 if side == "long" else -1.0}
         log.info("helios: stake %s %s = %.6g (equity %.6g x risk %.4g, entry %.8g, stop %.8g, wall %s%s)",
                  side, pair, stake, equity, clamp_risk(risk.risk_fraction, risk), current_rate, stop,
-                 f"{wall:.8g}" if wall is not None else "none", ", capped by max stake" if size.capped else "")
+                 f"{wall:.8g}" if wall is not None else "none", f", capped at {cap:.6g}" if size.capped else "")
         return stake
 
     def _equity(self) -> float:
@@ -443,7 +446,7 @@ class HeliosStrategy(IStrategy):
         self._stops[key] = stop
         try:
             trade.set_custom_data("helios_stop", stop)
-            for k in ("wall", "equity", "risk", "stake", "entry", "max_stake", "initial_stop"):
+            for k in ("wall", "equity", "risk", "stake", "entry", "stake_cap", "initial_stop"):
                 v = plan.get(k)
                 if v is not None and math.isfinite(v):
                     trade.set_custom_data(f"helios_{k}", v)

@@ -47,6 +47,9 @@ class StrategySettings:
     cross_book: bool = False
     #: Stop distance, as a fraction of the entry price, when no wall protects the trade.
     max_loss: float = 0.02
+    #: The risk rule's stake is capped by "proposed": Freqtrade's stake for this trade (stake_amount, or the
+    #: balance split over max_open_trades with "unlimited"), or "max": Freqtrade's max stake (the balance).
+    stake_cap: str = "proposed"
     #: Leverage asked for in futures (capped by the exchange's maximum).
     leverage: float = 1.0
     #: Live: when Freqtrade has a new candle the engine has not closed yet, wait at most this many seconds
@@ -59,6 +62,8 @@ class StrategySettings:
         _require(self.max_spread_bps > 0, "helios.strategy.max_spread_bps", "must be > 0")
         _require(0 < self.max_loss < 1, "helios.strategy.max_loss", "must be in (0, 1), e.g. 0.02 for 2 %")
         _require(self.leverage >= 1, "helios.strategy.leverage", "must be >= 1")
+        _require(self.stake_cap in ("proposed", "max"), "helios.strategy.stake_cap",
+                 f"must be 'proposed' or 'max', got {self.stake_cap!r}")
         _require(0 <= self.live_candle_wait_s <= 30, "helios.strategy.live_candle_wait_s", "must be in 0..30")
 
 
@@ -91,11 +96,21 @@ class DashboardSettings:
         _require(0 <= self.port <= 65535, "helios.dashboard.port", "must be in 0..65535")
 
 
+def dashboard_settings_class() -> type:
+    """The dashboard package's own settings (``dashboard.settings.DashboardSettings``: credentials, refresh,
+    scaling, ...) when it is installed; else the minimal ``DashboardSettings`` above."""
+    try:
+        from dashboard.settings import DashboardSettings as Full
+    except ImportError:
+        return DashboardSettings
+    return Full
+
+
 #: Sections of ``helios`` this module owns; everything else goes to ``HeliosSettings``.
 _OWN_SECTIONS: dict[str, type] = {
     "strategy": StrategySettings,
     "backtest": BacktestSettings,
-    "dashboard": DashboardSettings,
+    "dashboard": dashboard_settings_class(),
 }
 
 
@@ -106,7 +121,8 @@ class HeliosConfig:
     settings: HeliosSettings = field(default_factory=HeliosSettings)
     strategy: StrategySettings = field(default_factory=StrategySettings)
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
-    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    #: ``dashboard.settings.DashboardSettings`` when the dashboard is installed, else ``DashboardSettings``.
+    dashboard: Any = field(default_factory=lambda: _OWN_SECTIONS["dashboard"]())
     #: Freqtrade's run mode value ("live", "dry_run", "backtest", "hyperopt", "plot", "webserver", ...).
     runmode: str = "other"
     #: ccxt id of the exchange Freqtrade trades on, and its trading mode ("spot", "futures", "margin").
@@ -166,8 +182,7 @@ def split_section(section: Mapping[str, Any] | None) -> tuple[dict[str, Any], di
     return engine, own
 
 
-def read_section(section: Mapping[str, Any] | None) -> tuple[HeliosSettings, StrategySettings, BacktestSettings,
-                                                             DashboardSettings]:
+def read_section(section: Mapping[str, Any] | None) -> tuple[HeliosSettings, StrategySettings, BacktestSettings, Any]:
     """The typed settings of a ``helios`` section (ConfigError on an unknown key or a bad value)."""
     engine, own = split_section(section)
     settings = HeliosSettings.from_dict(engine)
@@ -175,7 +190,7 @@ def read_section(section: Mapping[str, Any] | None) -> tuple[HeliosSettings, Str
         settings,
         from_mapping(StrategySettings, dict(own.get("strategy") or {}), "helios.strategy"),
         from_mapping(BacktestSettings, dict(own.get("backtest") or {}), "helios.backtest"),
-        from_mapping(DashboardSettings, dict(own.get("dashboard") or {}), "helios.dashboard"),
+        from_mapping(_OWN_SECTIONS["dashboard"], dict(own.get("dashboard") or {}), "helios.dashboard"),
     )
 
 
@@ -247,6 +262,8 @@ _UNCOMMENTED = {
     "risk.max_risk_fraction": "Upper clamp of risk_fraction.",
     "feed.backoff_max_s": "Reconnect backoff cap, seconds.",
     "feed.backoff_jitter": "Fraction of each reconnect delay taken off at random.",
+    "dashboard.port": "TCP port of the page (0 = any free port).",
+    "dashboard.password": "Basic-auth password (with username; the environment variable wins).",
 }
 
 
