@@ -227,7 +227,7 @@ def run_live(seed: int, dashboard: bool, port: int, max_seconds: float | None = 
 
 def _dashboard_installed() -> bool:
     try:
-        from dashboard import run_in_thread  # noqa: F401
+        from dashboard.app import run_in_thread  # noqa: F401
     except ImportError:
         return False
     return True

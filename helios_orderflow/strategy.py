@@ -195,7 +195,7 @@ class HeliosStrategy(IStrategy):
         """The in-process liquidity page on the feed's SharedState; a failure is logged, never raised (the
         page must not stop the bot)."""
         try:
-            from dashboard import run_in_thread
+            from dashboard.app import run_in_thread
             from dashboard.sources import SharedStateSource
         except ImportError as exc:
             log.warning("helios: the dashboard is enabled but cannot be imported (%s); trading goes on without it",
