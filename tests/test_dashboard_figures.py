@@ -161,7 +161,11 @@ def test_figure_of_the_bundled_recording_draws_every_panel_on_one_price_grid(btc
     # CVD panel ends at the CVD of the last column; 1 m candles from 15 s ones.
     assert data[figures.TRACE["cvd"]]["y"][-1] == pytest.approx(float(hist.slice().cvd[-1]), abs=1e-6)
     assert 10 <= len(data[figures.TRACE["candles"]]["x"]) <= 12
-    assert len(data[figures.TRACE["walls_ended"]]["x"]) == 3 * len(hist.walls(0, 2**62))
+    walls = hist.walls(0, 2**62)
+    n_ended = sum(1 for w in walls if w.ended_us >= 0)
+    assert n_ended > 0
+    assert len(data[figures.TRACE["walls_ended"]]["x"]) == 3 * n_ended
+    assert len(data[figures.TRACE["walls"]]["x"]) == 3 * (len(walls) - n_ended)
     json.dumps(fig)  # plain JSON, as Dash sends it
     # The default volume filter keeps the 1500 largest bubbles.
     capped, _ = figures.build_figure(hist, None, None, "percentile", "1m", 480, final=True)
