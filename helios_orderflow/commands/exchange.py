@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import HeliosError
+
+DEFAULT_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 
 def register(sub: Any) -> None:
@@ -22,8 +23,9 @@ def register(sub: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--synthetic", action="store_true", help="an endless seeded stochastic market")
     src.add_argument("--replay", type=Path, metavar="REC", help="play a Helios recording")
-    p.add_argument("--symbols", nargs="+", default=["BTC/USDT", "ETH/USDT", "SOL/USDT"],
-                   help="synthetic: ccxt symbols (BTC/USDT spot, BTC/USDT:USDT futures); replay: only these")
+    p.add_argument("--symbols", nargs="+", default=None,
+                   help="synthetic: ccxt symbols, BTC/USDT spot or BTC/USDT:USDT futures (default "
+                        f"{' '.join(DEFAULT_SYMBOLS)}); replay: only these (default: all in the recording)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: the market's seed (default 0)")
     p.add_argument("--history-minutes", type=int, default=3000,
                    help="1m candles back-filled before start so indicators are warm (default 3000)")
@@ -41,11 +43,11 @@ def build_source(args: argparse.Namespace) -> Any:
     if args.synthetic:
         from ..exchange.synthetic import SyntheticSource
 
-        return SyntheticSource(args.symbols, seed=args.seed, history_minutes=args.history_minutes)
+        return SyntheticSource(args.symbols or DEFAULT_SYMBOLS, seed=args.seed,
+                               history_minutes=args.history_minutes)
     from ..exchange.replay import ReplaySource
 
-    only = args.symbols if "--symbols" in sys.argv else None
-    return ReplaySource(args.replay, symbols=only, speed=args.speed, loop=args.loop,
+    return ReplaySource(args.replay, symbols=args.symbols, speed=args.speed, loop=args.loop,
                         history_minutes=args.history_minutes)
 
 

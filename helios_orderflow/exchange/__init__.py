@@ -7,10 +7,12 @@ Python API: ``start_in_thread(source, **server_kwargs) -> ServerHandle`` (``.url
 """
 
 from .faults import FaultPlan, parse_faults
+from .process import ExchangeProcess, start_subprocess
+from .replay import ReplaySource
 from .server import ExchangeServer, ServerHandle, ccxt_config, ccxt_urls, start_in_thread
 from .synthetic import SyntheticSource
 
 __all__ = [
-    "ExchangeServer", "FaultPlan", "ServerHandle", "SyntheticSource", "ccxt_config", "ccxt_urls", "parse_faults",
-    "start_in_thread",
+    "ExchangeProcess", "ExchangeServer", "FaultPlan", "ReplaySource", "ServerHandle", "SyntheticSource", "ccxt_config",
+    "ccxt_urls", "parse_faults", "start_in_thread", "start_subprocess",
 ]

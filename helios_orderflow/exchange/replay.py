@@ -66,6 +66,7 @@ class ReplaySource:
                         yield ev
 
         self._events = events
+        self._root = root
         self.speed = speed
         self.loop = loop
         self.passes = 0
@@ -75,7 +76,7 @@ class ReplaySource:
         self._state: dict[str, MarketState] = {}
         self._synced: dict[str, int | None] = {}  # symbol -> snapshot update id (None: no snapshot yet)
         self._buffer: dict[str, list[BookDelta]] = {}  # diffs seen before the first snapshot of a pass
-        first, last = self._scan(scan_events, history_minutes)
+        first, last = self._scan(scan_events, history_minutes, span_from_footers=root is not None)
         self._first_local = first
         self._span_us = max(0, last - first)
         self._offset_us = 0  # added per loop pass
@@ -85,8 +86,9 @@ class ReplaySource:
         if self._next is None:
             raise HeliosError(f"recording '{root}' has no events to replay")
 
-    def _scan(self, n: int, history_minutes: int) -> tuple[int, int]:
-        """Decimals, first price and time span from the recording, to list instruments and back-fill."""
+    def _scan(self, n: int, history_minutes: int, span_from_footers: bool) -> tuple[int, int]:
+        """Decimals and first price from the first ``n`` events (to list instruments and back-fill), and the
+        recording's time span: from Parquet footers when it can, else by walking every event."""
         pdec: dict[str, int] = {}
         qdec: dict[str, int] = {}
         price: dict[str, float] = {}
@@ -96,6 +98,8 @@ class ReplaySource:
                 first = ev.local_ts_us
             last = ev.local_ts_us
             if k >= n:
+                if span_from_footers:
+                    break
                 continue  # keep walking for the span only
             sym = ev.symbol
             if isinstance(ev, (BookSnapshot, BookDelta)):
@@ -110,6 +114,12 @@ class ReplaySource:
                 price.setdefault(sym, ev.price)
         if first is None or last is None:
             raise HeliosError("the recording has no events to replay")
+        if span_from_footers and self._root is not None:
+            from ..recording.reader import list_streams, stream_span
+
+            # footers hold exchange times; the loop seam only needs the span, not the exact receive time
+            spans = [stream_span(self._root, ex, sym) for ex, sym in list_streams(self._root) if sym in pdec]
+            last = max(last, first + max(b for _, b in spans) - min(a for a, _ in spans))
         for sym in sorted(pdec):
             if sym not in price:
                 continue

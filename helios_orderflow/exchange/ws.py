@@ -11,6 +11,8 @@
 - Streams (symbol lower-case): ``@depth`` (1000 ms diffs), ``@depth@100ms``, ``@trade``, ``@aggTrade``,
   ``@bookTicker``, ``@kline_<interval>``.
 - The server pings every ``ping_interval_s`` and answers client pings (unless the ``noping`` fault is on).
+- A client with more than ``MAX_QUEUED`` frames waiting is disconnected (code 1008), as Binance drops slow
+  consumers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _SUFFIXES.update({f"kline_{i}".lower(): f"kline_{i}" for i in INTERVALS})
 
 
 SERVER_KEY: web.AppKey = web.AppKey("helios_exchange_server")
+MAX_QUEUED = 20_000  # frames waiting for one client before it is disconnected as too slow
 
 
 def dumps(obj: object) -> str:
@@ -53,8 +56,17 @@ class Connection:
         self.wake = asyncio.Event()
         self.opened = time.monotonic()
         self.closed = False
+        self.closer: asyncio.Future | None = None
 
     def push(self, text: str) -> None:
+        if self.closed:
+            return
+        if len(self.out) >= MAX_QUEUED:
+            # a consumer this far behind is cut off, as Binance does; its client reconnects and resyncs
+            self.closed = True
+            self.out.clear()
+            self.closer = asyncio.ensure_future(self.ws.close(code=1008, message=b"slow consumer"))
+            return
         self.out.append(text)
         self.wake.set()
 
