@@ -55,6 +55,7 @@ def test_ccxt_reads_markets_books_candles_tickers_and_trades_over_rest():
         asyncio.run(run(handle))
 
 
+@pytest.mark.slow
 def test_futures_book_follows_the_pu_chain_and_converges():
     async def run(handle):
         ex = ccxtpro.binance(dict(handle.ccxt_config("linear"), enableRateLimit=False))
@@ -124,14 +125,23 @@ def test_websocket_acks_subscriptions_and_sends_binance_frames_in_sequence():
     assert raw_first["e"] == "trade" and raw_first["s"] == "ETHUSDT"  # /ws frames are not wrapped
 
 
-def test_server_thread_starts_on_a_free_port_and_stops_cleanly():
+def test_server_thread_starts_on_a_free_port_reports_its_book_and_stops_cleanly():
+    import urllib.request
+
     handle = start_in_thread(SyntheticSource(["BTC/USDT"], seed=1, history_minutes=10))
     url = handle.url
     assert url.startswith("http://127.0.0.1:")
+    time.sleep(0.5)
+    handle.freeze()
+    with urllib.request.urlopen(f"{url}/helios/state?symbol=BTC/USDT&limit=20") as resp:
+        state = json.load(resp)
+    last_id, bids, asks = handle.book("BTC/USDT", 20)
+    assert (state["lastUpdateId"], state["bids"], state["asks"]) == (last_id, bids, asks)
     handle.stop()
     assert not handle.thread.is_alive()
 
 
+@pytest.mark.slow
 def test_replay_loop_seam_keeps_ids_continuous_so_ccxt_never_resyncs(tmp_path):
     from helios_orderflow.exchange.replay import ReplaySource
     from helios_orderflow.exchange.synth import write_synthetic

@@ -13,7 +13,7 @@ import pytest
 
 from tests.exchange_fixtures import ccxt_client, converge, follow_books, synthetic_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SYMS = ["BTC/USDT", "ETH/USDT"]
 

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -527,10 +527,6 @@ def startup_line(server: ExchangeServer) -> str:
     markets = sorted({s.inst.market for s in server.source.states})
     return (f"helios exchange: listening on {server.url} (REST {server.url}/api/v3 and {server.url}/fapi/v1; "
             f"websockets {wsb}/stream, {wsb}/ws, {wsb}/fstream/ws); symbols "
-            f"{', '.join(s.inst.symbol for s in server.source.states)}\n"
-            f"helios exchange: exchange.ccxt_config for Freqtrade / ccxt: "
-            f"{json.dumps(ccxt_config(server.url, 'spot' if 'spot' in markets else 'linear'))}")
-
-
-def iter_states(states: Iterable[MarketState]) -> dict[str, MarketState]:
-    return {s.inst.symbol: s for s in states}
+            f"{', '.join(s.inst.symbol for s in server.source.states)}"
+            + "".join(f"\nhelios exchange: exchange.ccxt_config for Freqtrade / ccxt ({m}): "
+                      f"{json.dumps(ccxt_config(server.url, m))}" for m in markets))
