@@ -168,3 +168,19 @@ def test_replay_loop_seam_keeps_ids_continuous_so_ccxt_never_resyncs(tmp_path):
         assert s.checks > 30 and s.mismatches == 0 and not s.errors
     assert depth_fetches == 2  # one snapshot per symbol: the seams never broke the sequence
     assert converged == {"BTC/USDT": True, "ETH/USDT": True}
+
+
+def test_exchange_command_prints_its_urls_and_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+
+    from helios_orderflow.exchange import start_subprocess
+
+    proc = start_subprocess(["--synthetic", "--symbols", "BTC/USDT", "--history-minutes", "10"],
+                            tmp_path / "exchange.log")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(timeout=15) == 0
+    text = (tmp_path / "exchange.log").read_text()
+    config = json.loads(text.split("ccxt_config for Freqtrade / ccxt (spot): ", 1)[1].splitlines()[0])
+    assert config["urls"]["api"]["public"] == f"{proc.url}/api/v3"
+    assert config["urls"]["api"]["ws"]["spot"] == proc.url.replace("http", "ws") + "/stream"
+    assert "helios exchange: stopped;" in text and "Traceback" not in text
