@@ -257,8 +257,8 @@ def run_backtest(seed: int, hours: float) -> int:
     finally:
         exchange.stop(15.0)
     if rc == 0:
-        print(f"\nThe order-flow columns per candle: helios features {rec} --config {config}")
-        print("Plot them: freqtrade plot-dataframe --config " + str(config) + " --strategy HeliosStrategy")
+        print(f"\nRecording {rec}, candles in {datadir}, config {config}.")
+        print("The same steps by hand, and how to backtest your own recordings: docs/strategy.md")
     return rc
 
 
