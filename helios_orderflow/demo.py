@@ -168,7 +168,14 @@ def _interesting(line: str) -> str | None:
 # ---- the live demo --------------------------------------------------------------------------------------
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_live(seed: int, dashboard: bool, port: int, max_seconds: float | None = None) -> int:
+    # ``kill`` (SIGTERM) stops the demo as cleanly as Ctrl-C: the children run in their own sessions and
+    # would otherwise outlive it.
+    signal.signal(signal.SIGTERM, _interrupt)
     log_dir = USER_DATA / "logs"
     exchange, url = start_exchange(seed, PAIRS, log_dir / "helios-demo-exchange.log")
     freqtrade: Child | None = None

@@ -61,20 +61,25 @@ def test_demo_runs_freqtrade_against_the_local_exchange_and_ctrl_c_stops_everyth
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "helios_orderflow.demo", "--no-dashboard"], cwd=cwd,
                                 stdout=out, stderr=subprocess.STDOUT, env=child_env())
-        ft_log = cwd / "user_data" / "logs" / "helios-demo.log"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            if ft_log.exists() and "Bot heartbeat" in ft_log.read_text(errors="replace"):
-                break
-            time.sleep(1)
-        else:
-            pytest.fail(f"freqtrade did not come up within 120 s:\n{log.read_text()}")
-        text = ft_log.read_text(errors="replace")
-        assert "helios: live order-flow feed started for BTC/USDT on binance (1m)" in text
-        assert len(processes_in(cwd)) >= 3  # the demo, the exchange and freqtrade
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends the demo
-        assert proc.wait(120) == 0, log.read_text()
+        try:
+            ft_log = cwd / "user_data" / "logs" / "helios-demo.log"
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                if ft_log.exists() and "Bot heartbeat" in ft_log.read_text(errors="replace"):
+                    break
+                time.sleep(1)
+            else:
+                pytest.fail(f"freqtrade did not come up within 120 s:\n{log.read_text()}")
+            text = ft_log.read_text(errors="replace")
+            assert "helios: live order-flow feed started for BTC/USDT on binance (1m)" in text
+            assert len(processes_in(cwd)) >= 3  # the demo, the exchange and freqtrade
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends the demo
+            assert proc.wait(120) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:  # a failed assertion above: still stop the demo and its children
+                proc.send_signal(signal.SIGINT)
+                proc.wait(120)
     printed = log.read_text()
     for where in ("local exchange   http://127.0.0.1:", "Freqtrade log    user_data/logs/helios-demo.log",
                   "trade database   user_data/helios-demo.sqlite", "recording        user_data/orderflow/live"):
