@@ -28,7 +28,7 @@ FREQTRADE = [sys.executable, "-m", "freqtrade"]
 HOURS = 6
 SEED = 7
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> str:

@@ -17,7 +17,7 @@ from helios_orderflow.demo import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def project(tmp_path: Path) -> Path:

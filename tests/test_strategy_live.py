@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = 28
 WAIT_TRADE_S = 480
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def free_port() -> int:
