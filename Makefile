@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.helios-installed
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo demo-backtest test bench lint install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m helios_orderflow.demo
+
+demo-backtest: $(STAMP)
+	$(PY) -m helios_orderflow.demo --backtest
 
 test: $(STAMP)
 	$(PY) -m ruff check helios_orderflow dashboard tests user_data

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ from . import strategy_config as modes
 from .backtest_features import ORDERFLOW_COLUMNS, RecordedFeatures, history_frame, merge_features
 from .candles import timeframe_us
 from .risk import clamp_risk, position_size, stop_behind_wall
+from .secrets import install_redaction, secret_values_from_config
 from .strategy_config import HeliosConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,8 @@ class HeliosStrategy(IStrategy):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
+        # From here on no exchange key or API password from the config or environment reaches a log line.
+        install_redaction(secret_values_from_config(config, os.environ))
         # Bad helios settings stop start-up here, with the key named (ConfigError).
         self.helios: HeliosConfig = load_config(config)
         self.timeframe = config.get("timeframe") or self.timeframe

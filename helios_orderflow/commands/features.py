@@ -55,7 +55,11 @@ def _settings(path: str | None) -> HeliosSettings:
         config = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise HeliosError(f"cannot read config {path!r}: {exc}") from None
-    return HeliosSettings.from_dict(config.get("helios") if isinstance(config, dict) else None)
+    from ..strategy_config import read_section
+
+    # The whole `helios` section (strategy/backtest/dashboard keys included) is validated; features use the
+    # engine part.
+    return read_section(config.get("helios") if isinstance(config, dict) else None)[0]
 
 
 def run(args: argparse.Namespace) -> int:
