@@ -331,6 +331,15 @@ class Feed:
             "registry, or drop it in the strategy's __getstate__"
         )
 
+    def wait_recording(self, timeout_s: float | None = None) -> bool:
+        """After ``stop()``: wait until the recording is completely on disk (``stop`` gives the recorder only
+        what is left of its 5 s budget, then lets it finish in the background). True when done."""
+        rec = self.recorder
+        if rec is None:
+            return True
+        rec.thread.join(timeout_s)
+        return not rec.thread.is_alive()
+
     def recording_stats(self) -> tuple[int, int]:
         """(events written, bytes written) of the current or last recording, (0, 0) when not recording."""
         rec = self.recorder
@@ -387,8 +396,12 @@ class _Runner:
                 self.main_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(self.main_task)
-        except BaseException:  # nothing may escape the thread; this is a bug in the feed if reached
+        except BaseException as exc:  # nothing may escape the thread (a bad ccxt config, or a bug)
             log.exception("helios feed thread failed")
+            for p in self.pairs.values():
+                with contextlib.suppress(Exception):
+                    p.health.on_error("error", f"feed stopped: {describe(exc)}", book=True)
+                    self._publish(p)
         finally:
             with contextlib.suppress(Exception):
                 pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -424,16 +437,20 @@ class _Runner:
                     p.health.on_error("error", f"{p.symbol} is not a market of {self.exchange_id}", book=True)
                     self._publish(p)
                     log.error("%s is not a market of %s; it is skipped", p.symbol, self.exchange_id)
-            tasks = [asyncio.create_task(self._book_loop(p)) for p in live]
+            sup = self._supervised
+            tasks = [asyncio.create_task(sup(lambda p=p: self._book_loop(p), [p])) for p in live]
             has = ex.has
             if live and self.settings.trades:
                 if self.settings.multi_symbol and has.get("watchTradesForSymbols") and len(live) > 1:
-                    tasks.append(asyncio.create_task(self._trades_loop(live, multi=True)))
+                    tasks.append(asyncio.create_task(sup(lambda: self._trades_loop(live, multi=True), live)))
                 else:
-                    tasks.extend(asyncio.create_task(self._trades_loop([p], multi=False)) for p in live)
+                    tasks.extend(
+                        asyncio.create_task(sup(lambda p=p: self._trades_loop([p], multi=False), [p]))
+                        for p in live
+                    )
             if live and self.settings.bbo and has.get("watchBidsAsks"):
                 groups = [live] if self.settings.multi_symbol else [[p] for p in live]
-                tasks.extend(asyncio.create_task(self._bbo_loop(g)) for g in groups)
+                tasks.extend(asyncio.create_task(sup(lambda g=g: self._bbo_loop(g), g)) for g in groups)
             if tasks:
                 await asyncio.gather(*tasks)
             else:
@@ -445,6 +462,24 @@ class _Runner:
                 await asyncio.wait(tasks, timeout=1.0)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(ex.close(), timeout=1.5)
+
+    async def _supervised(self, make: Callable[[], Any], group: list[_Pair]) -> None:
+        """Run one watch loop; should it ever end with an exception (a bug: the loops catch what the
+        network throws), log it, count it in the pairs' health and start it again after a backoff."""
+        backoff = self._backoff()
+        while True:
+            try:
+                await make()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("%s: a watch loop failed; restarting it", ", ".join(p.symbol for p in group))
+                for p in group:
+                    p.health.on_error("error", f"internal: {describe(exc)}", book=False)
+                    with contextlib.suppress(Exception):
+                        self._publish(p)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _load_markets(self) -> None:
         backoff = self._backoff()

@@ -42,7 +42,7 @@ from helios_orderflow.settings import HeliosSettings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-AFTER_S = 3.0
+AFTER_S = 2.0
 
 
 def _gaps(h: PairHealth) -> bool:
@@ -112,7 +112,7 @@ def test_fault_is_detected_and_the_book_resyncs_within_2_s_after_it_clears(fault
             cleared_us = time.time_ns() // 1000
             took = wait_for(lambda: all(feed.state.is_healthy(s) and feed.state.get(s).health.in_sync for s in SYMBOLS),
                             10, "both pairs healthy after the fault cleared")
-            time.sleep(1.0)
+            time.sleep(0.5)
             exchange.freeze()
             final = {s: exchange.book(s, 100) for s in SYMBOLS}
             wait_for(lambda: all(feed.state.get(s).best_bid == final[s][1][0][0] for s in SYMBOLS), 5,
@@ -163,7 +163,7 @@ def _check(fault, exchange, plan, tmp_path, thread_errors, caplog, took, breaks_
         assert [list(x) for x in sync.book.asks.top(100)] == server[1], f"{ev.symbol} asks at {sync.book.update_id}"
         compared[ev.symbol] += 1
     for s in SYMBOLS:
-        assert compared[s] >= 30
+        assert compared[s] >= 20
         assert last_gap_us[s] <= resynced_us[s], f"{s}: a gap after the last resync"
         assert max(resynced_us[s], cleared_us) - cleared_us <= 2_000_000
         last_id, bids, asks = final[s]

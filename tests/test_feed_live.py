@@ -13,11 +13,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from helios_orderflow.engine import PairEngine
 from helios_orderflow.events import BookDelta, BookSnapshot, FeedGap, Trade
 from helios_orderflow.exchange import SyntheticSource, start_in_thread
+from helios_orderflow.features import candles_to_frame, compute_features
 from helios_orderflow.feed import Feed
 from helios_orderflow.recording.reader import read_events
 from helios_orderflow.sequence import BookSync
@@ -44,7 +46,7 @@ def exchange():
 
 
 def test_every_recorded_book_state_and_trade_equals_what_the_exchange_published(exchange, tmp_path: Path):
-    feed = Feed("binance", SYMBOLS, ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec")
+    feed = Feed("binance", SYMBOLS, ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec", timeframe="2s")
     feed.start()
     try:
         wait_for(lambda: all(feed.state.is_healthy(s) for s in SYMBOLS), 30, "all pairs healthy")
@@ -96,6 +98,12 @@ def test_every_recorded_book_state_and_trade_equals_what_the_exchange_published(
         assert len(ids) >= 10
     h = published["BTC/USDT"].health
     assert (h.gaps, h.reconnects, h.resyncs, h.errors) == (0, 0, 0, 0) and h.trades > 0 and h.bbo > 0
+    # Parity (short version of test_feed_parity): the 2 s candles published live equal the recording's.
+    for s in SYMBOLS:
+        live = candles_to_frame(list(feed.state.get(s).history))
+        assert len(live) >= 3
+        offline = compute_features(tmp_path / "rec", s, "2s", cache=False, include_partial=False)
+        pd.testing.assert_frame_equal(live, offline, check_exact=True)
 
 
 def test_start_is_idempotent_stop_is_quick_and_a_feed_refuses_pickling(exchange):

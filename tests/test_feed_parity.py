@@ -60,11 +60,6 @@ def _assert_parity(feed: Feed, rec: Path, timeframe: str, min_candles: int) -> i
     return compared
 
 
-def test_live_candle_features_equal_the_recordings_features_quick(tmp_path: Path):
-    feed, rec = _run_session(tmp_path, "5s", 32.0, None)
-    assert _assert_parity(feed, rec, "5s", min_candles=5) >= 15
-
-
 @pytest.mark.slow
 def test_live_candle_features_equal_the_recordings_features_over_5_minutes_with_gaps_and_disconnects(
     tmp_path: Path,

@@ -9,22 +9,32 @@ diff per symbol per 100 ms), so this process's CPU is the feed's alone. Figures:
 - ``feed_book_p99_ms`` / ``feed_trade_p99_ms``: from a websocket frame's arrival (ccxt's message
   handler is entered) to the publication of the SharedState snapshot that includes it, for depth diffs
   and trades. A diff conflated into a later observation counts from its own arrival.
+  ``feed_book_own_p99_ms``: the feed's own share, from ccxt handing the book back to publication (diff,
+  engine, snapshot); the rest is waiting behind other frames of the same burst (the exchange sends every
+  pair's diff at the same 100 ms tick) and for the CPU.
 - ``feed_cpu_cores``: this process's CPU time over wall time while measuring (feed thread, ccxt,
   engine, recorder thread).
 - ``feed_rss_start_mb`` / ``feed_rss_end_mb`` / ``feed_rss_slope_mb_per_min``: resident memory after
-  warm-up, at the end, and its least-squares slope over the measurement (10 min; 50 s with ``quick``).
+  warm-up (90 s), at the end, and its least-squares slope over the measurement (10 min), with the heatmap
+  window at 60 s (see ``run``). With ``quick`` (10 s warm-up, 50 s) the buffers are still filling (heatmap
+  ring, the recorder's open 60 s segments): its RSS slope is not a leak measure.
+- ``feed_heatmap_mb_default``: what the default 1 h heatmap rings of these pairs hold once full (the RSS a
+  run with default settings grows by over its first hour).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..book_diff import BookDiffer
 from ..exchange.process import start_subprocess
 from ..feed import Feed
 from ..settings import HeliosSettings
@@ -57,6 +67,8 @@ class _Timing:
         self.book_pending: dict[str, int] = {}
         self.trade_pending: dict[str, int] = {}
         self.book_ms: list[float] = []
+        self.observed: dict[str, int] = {}  # when the feed's book loop got the book back from ccxt
+        self.process_ms: list[float] = []
         self.trade_ms: list[float] = []
         self.recording = False
         self.by_wire = {binance_wire(s).lower(): s for s in SYMBOLS}
@@ -82,6 +94,9 @@ class _Timing:
             t = self.book_pending.pop(s, None)
             if t is not None and self.recording:
                 self.book_ms.append((now - t) / 1e6)
+            t = self.observed.pop(s, None)
+            if t is not None and self.recording:
+                self.process_ms.append((now - t) / 1e6)
         if old is not None and new.health.trades != old.health.trades:
             t = self.trade_pending.pop(s, None)
             if t is not None and self.recording:
@@ -110,6 +125,22 @@ def _instrument(timing: _Timing) -> Any:
     return hook
 
 
+@contextlib.contextmanager
+def _time_observations(timing: _Timing) -> Iterator[None]:
+    """Stamp when a book loop hands ccxt's book to its differ (the start of the feed's own work)."""
+    observe = BookDiffer.observe
+
+    def timed(self: BookDiffer, book: Any, local_ts_us: int) -> Any:
+        timing.observed[self.symbol] = time.perf_counter_ns()
+        return observe(self, book, local_ts_us)
+
+    BookDiffer.observe = timed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BookDiffer.observe = observe  # type: ignore[method-assign]
+
+
 def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float]) -> None:
     """Read SharedState from another thread while the feed publishes."""
     n = 0
@@ -133,12 +164,16 @@ def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float])
 
 
 def run(quick: bool = False) -> dict[str, float | int | str]:
-    warmup_s, measure_s = (10.0, 50.0) if quick else (60.0, 600.0)
+    warmup_s, measure_s = (10.0, 50.0) if quick else (90.0, 600.0)
     timing = _Timing()
-    with tempfile.TemporaryDirectory(prefix="helios-bench-feed-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="helios-bench-feed-") as tmp, _time_observations(timing):
         proc = start_subprocess(["--synthetic", "--seed", "7", "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
         try:
-            settings = HeliosSettings()
+            # Default settings but a 60 s heatmap window: the heatmap's ring buffer is allocated up front
+            # but its pages become resident as columns are written, so with the default 1 h window RSS
+            # rises until the ring is full (by design, bounded). With 60 s the warm-up fills it, and any
+            # growth left over the measurement is a leak.
+            settings = HeliosSettings.from_dict({"heatmap": {"window_s": 60.0}})
             state = _TimedState("binance", SYMBOLS, settings.health)
             state.timing = timing
             feed = Feed("binance", SYMBOLS, settings, ccxt_config=proc.ccxt_config(), record_to=Path(tmp) / "rec",
@@ -179,7 +214,13 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
     xs = [t for t, _ in rss]
     ys = [m for _, m in rss]
     slope = statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan")
+    hm = HeliosSettings().heatmap
+    ring = feed._pairs[SYMBOLS[0]].engine.heatmap  # type: ignore[union-attr]
+    per_column = (ring.bids[0].nbytes + ring.asks[0].nbytes + ring.buy[0].nbytes + ring.sell[0].nbytes + 16
+                  if ring is not None else 0)
+    heatmap_mb = per_column * (hm.window_s * 1000 / hm.snapshot_interval_ms) * len(SYMBOLS) / 1e6
     return {
+        "feed_heatmap_mb_default": heatmap_mb,
         "state_read_us": reads.get("get_us", float("nan")),
         "state_healthy_us": reads.get("healthy_us", float("nan")),
         "feed_pairs": len(SYMBOLS),
@@ -189,6 +230,7 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_book_p50_ms": statistics.median(timing.book_ms) if timing.book_ms else float("nan"),
         "feed_book_p99_ms": _p99(timing.book_ms),
         "feed_trade_p99_ms": _p99(timing.trade_ms),
+        "feed_book_own_p99_ms": _p99(timing.process_ms),
         "feed_cpu_cores": cpu / wall,
         "feed_rss_start_mb": ys[0],
         "feed_rss_end_mb": ys[-1],

@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print("stopping...", file=sys.stderr, flush=True)
     finally:
         feed.stop()
+        if not feed.wait_recording(60):
+            print("helios record: the recording is still being written after 60 s; it may be incomplete",
+                  file=sys.stderr)
         signal.signal(signal.SIGTERM, previous)
     written, size = feed.recording_stats()
     print(f"recorded {written} events ({_size(size)}) in {time.monotonic() - t0:.0f} s to {args.out}")
