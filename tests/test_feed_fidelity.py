@@ -112,6 +112,8 @@ def test_replayed_real_btcusdt_trades_and_best_prices_arrive_intact(btcusdt_file
     live_at = _book_samples(live_timed, [g + 1 for g in grid])
     pairs = [(a, b) for a, b in zip(src_at, live_at, strict=True) if a is not None]
     same = sum(a == b for a, b in pairs)
+    print(f"fidelity: {len(got)} of {len(src_trades)} source trades received (all after the subscription); "
+          f"best bid/ask equal in {same} of {len(pairs)} 1 s samples")
     assert len(pairs) >= 40
     assert same >= 0.99 * len(pairs), f"best bid/ask equal in {same} of {len(pairs)} 1 s samples"
     assert bisect.bisect_left([t for t, _ in live_timed], stop) > 300  # the book was busy
