@@ -170,3 +170,22 @@ def test_an_unknown_pair_and_a_failing_engine_do_not_stall_the_other_pairs(excha
         feed.stop()
         threading.excepthook = previous_hook
     assert errors == []
+
+
+def test_an_unreachable_exchange_is_retried_with_backoff_and_health_says_why():
+    # Port 9 (discard) on localhost: nothing listens, every connection is refused at once.
+    dead = "http://127.0.0.1:9"
+    config = {"urls": {"api": {"public": f"{dead}/api/v3", "v1": f"{dead}/api/v1", "sapi": f"{dead}/sapi/v1"}},
+              "options": {"fetchMarkets": {"types": ["spot"]}}}
+    feed = Feed("binance", ["BTC/USDT"], ccxt_config=config, engine=False)
+    feed.start()
+    try:
+        wait_for(lambda: feed.state.get("BTC/USDT").health.errors >= 3, 20, "three failed attempts")
+        h = feed.state.get("BTC/USDT").health
+        assert h.reconnects == h.errors and "loading markets" in h.last_error and not h.has_book
+        assert feed.state.problems("BTC/USDT")[0].startswith("no book received yet (last error: loading markets")
+        assert feed.running
+    finally:
+        t0 = time.monotonic()
+        feed.stop()
+        assert time.monotonic() - t0 < 5.0
