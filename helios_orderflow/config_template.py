@@ -80,26 +80,10 @@ def check_pairs(pairs: tuple[str, ...], exchange: str, stake_currency: str) -> N
             )
 
 
-def _strategy_sections() -> dict[str, Any]:
-    """Defaults of the sections only HeliosStrategy reads: the dataclass fields of
-    ``strategy_config.HeliosConfig`` other than the engine's ``settings`` (strategy, backtest, dashboard)."""
-    try:
-        from .strategy_config import HeliosConfig
-    except ImportError:  # writing the engine's part does not need the strategy's module
-        return {}
-    defaults = HeliosConfig()
-    sections = {}
-    for f in dataclasses.fields(HeliosConfig):
-        value = getattr(defaults, f.name)
-        if f.name != "settings" and dataclasses.is_dataclass(value) and not isinstance(value, type):
-            sections[f.name] = dataclasses.asdict(value)
-    return sections
-
-
 def helios_section() -> dict[str, Any]:
     """The ``helios`` section with every default, as JSON-ready data, built from the typed settings so it
-    always matches them: ``HeliosSettings()`` (the engine) plus the strategy's own sections."""
-    section = {**dataclasses.asdict(HeliosSettings()), **_strategy_sections()}
+    always matches them."""
+    section = dataclasses.asdict(HeliosSettings())
 
     def unsupported(value: Any) -> Any:
         raise ConfigError(f"helios setting value {value!r} ({type(value).__name__}) cannot be written as JSON")

@@ -7,6 +7,7 @@ unknown keys and bad values stop start-up with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
@@ -34,6 +35,8 @@ T = TypeVar("T")
 
 def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     """Build settings dataclass ``cls`` from a dict, rejecting unknown keys and wrong types."""
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
     data = dict(data or {})
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -291,6 +294,109 @@ class HealthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StrategySettings:
+    """How HeliosStrategy turns signals into orders (``helios.strategy``)."""
+
+    #: confirm_trade_entry rejects an entry when the spread is wider than this many basis points of the mid.
+    max_spread_bps: float = 10.0
+    #: custom_entry_price may cross the book (pay the spread, fill at once) instead of joining the best
+    #: bid (long) or ask (short).
+    cross_book: bool = False
+    #: Stop distance, as a fraction of the entry price, when no wall protects the trade.
+    max_loss: float = 0.02
+    #: The risk rule's stake is capped by "proposed": Freqtrade's stake for this trade (stake_amount, or the
+    #: balance split over max_open_trades with "unlimited"), or "max": Freqtrade's max stake (the balance).
+    stake_cap: str = "proposed"
+    #: Leverage asked for in futures (capped by the exchange's maximum).
+    leverage: float = 1.0
+    #: Live: when Freqtrade has a new candle the engine has not closed yet, wait at most this many seconds
+    #: for it (the kline and book streams race) before leaving that row neutral.
+    live_candle_wait_s: float = 2.0
+    #: Exit a long when buying exhausts (exhaustion_up), a short when selling exhausts (exhaustion_down).
+    exit_on_exhaustion: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.max_spread_bps > 0, "helios.strategy.max_spread_bps", "must be > 0")
+        _require(0 < self.max_loss < 1, "helios.strategy.max_loss", "must be in (0, 1), e.g. 0.02 for 2 %")
+        _require(self.leverage >= 1, "helios.strategy.leverage", "must be >= 1")
+        _require(self.stake_cap in ("proposed", "max"), "helios.strategy.stake_cap",
+                 f"must be 'proposed' or 'max', got {self.stake_cap!r}")
+        _require(0 <= self.live_candle_wait_s <= 30, "helios.strategy.live_candle_wait_s", "must be in 0..30")
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestSettings:
+    """Where backtesting, hyperopt, plot-dataframe and FreqUI charts find recorded L2 (``helios.backtest``)."""
+
+    #: A recording, or a folder of recordings (each subfolder one recording); relative to Freqtrade's
+    #: user_data dir when not absolute.
+    recordings: str = "orderflow"
+    #: ccxt id of the recorded exchange; "" = the config's exchange name (a pair recorded on only one
+    #: exchange is used whatever this says).
+    exchange: str = ""
+    #: Use and fill the per-candle feature cache (``<recording>/.cache/features``).
+    cache: bool = True
+
+
+#: Environment variables holding the dashboard's basic-auth credentials (they win over the config).
+DASHBOARD_ENV_USER = "HELIOS_DASHBOARD_USER"
+DASHBOARD_ENV_PASSWORD = "HELIOS_DASHBOARD_PASSWORD"
+DASHBOARD_SCALES = ("percentile", "log")
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """The liquidity page (``helios.dashboard``). Memory per pair is fixed by ``history_columns``."""
+
+    #: Start the page beside the bot (live and dry-run).
+    enabled: bool = False
+    #: Address and TCP port to bind (0 = any free port). Anything but a loopback address needs credentials.
+    host: str = "127.0.0.1"
+    port: int = 8050
+    #: Basic-auth credentials; the environment variables HELIOS_DASHBOARD_USER/_PASSWORD take precedence.
+    username: str = ""
+    password: str = ""
+    #: How often the browser asks for new data, milliseconds.
+    refresh_ms: int = 1000
+    #: Heatmap colour scaling: "percentile" (each colour step holds the same share of cells: walls are the
+    #: top steps) or "log" (colour proportional to log size).
+    heatmap_scale: str = "percentile"
+    #: The page shows at most this much history per pair (seconds) ...
+    window_s: float = 3600.0
+    #: ... kept as at most this many time columns per pair (their width is window_s / history_columns,
+    #: never below the engine's snapshot interval).
+    history_columns: int = 3600
+    #: A figure has at most this many time columns on screen (older columns are averaged together).
+    max_display_columns: int = 480
+    #: Trade bubbles drawn at most per figure: the largest (a volume filter; the browser draws each one).
+    max_bubbles: int = 1500
+
+    def __post_init__(self) -> None:
+        w = "helios.dashboard."
+        _require(0 <= self.port <= 65535, w + "port", "must be in 0..65535")
+        _require(self.refresh_ms >= 100, w + "refresh_ms", "must be >= 100")
+        _require(self.heatmap_scale in DASHBOARD_SCALES, w + "heatmap_scale",
+                 f"must be one of {', '.join(DASHBOARD_SCALES)}")
+        _require(self.window_s > 0, w + "window_s", "must be > 0")
+        _require(10 <= self.history_columns <= 100_000, w + "history_columns", "must be in 10..100000")
+        _require(10 <= self.max_display_columns <= 5000, w + "max_display_columns", "must be in 10..5000")
+        _require(self.max_bubbles >= 0, w + "max_bubbles", "must be >= 0")
+        _require(bool(self.username) == bool(self.password), w + "username",
+                 "and password must be set together (or neither)")
+
+    def credentials(self, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(user, password) from the environment, else from the config; None when neither has both."""
+        import os
+
+        env = os.environ if environ is None else environ
+        user = env.get(DASHBOARD_ENV_USER, "") or self.username
+        password = env.get(DASHBOARD_ENV_PASSWORD, "") or self.password
+        if user and password:
+            return user, password
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class HeliosSettings:
     """The ``helios`` section of the Freqtrade config."""
 
@@ -304,6 +410,9 @@ class HeliosSettings:
     risk: RiskSettings = field(default_factory=RiskSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    strategy: StrategySettings = field(default_factory=StrategySettings)
+    backtest: BacktestSettings = field(default_factory=BacktestSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> HeliosSettings:

@@ -1,10 +1,8 @@
 """The ``helios`` section of a Freqtrade config, as HeliosStrategy reads it, and the run-mode logic.
 
-The section holds the engine's settings (``HeliosSettings``: recording, heatmap, flow, walls, absorption,
-exhaustion, decision, risk, feed, health) plus three sections only the strategy uses, defined here:
-``strategy`` (entry and stop rules at the callbacks), ``backtest`` (where recordings are) and
-``dashboard`` (the in-process liquidity page). An unknown key or a bad value anywhere in the section
-stops start-up with a ``ConfigError`` that names the key and lists what is allowed.
+The section is ``HeliosSettings`` (``settings.py``: the engine's sections plus ``strategy``, ``backtest`` and
+``dashboard``). An unknown key or a bad value anywhere in the section stops start-up with a
+``ConfigError`` that names the key and lists what is allowed.
 
 Run modes (Freqtrade's ``RunMode`` values): the live feed thread runs only in ``live`` and ``dry_run``;
 every other mode (``backtest``, ``hyperopt``, ``plot``, ``webserver`` chart requests, ...) reads
@@ -22,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .settings import HeliosSettings, from_mapping
+from .settings import BacktestSettings, DashboardSettings, HeliosSettings, StrategySettings
+
+__all__ = ["BacktestSettings", "DashboardSettings", "HeliosConfig", "StrategySettings", "load_config", "read_section"]
 
 log = logging.getLogger(__name__)
 
@@ -31,98 +30,11 @@ log = logging.getLogger(__name__)
 LIVE_MODES = frozenset({"live", "dry_run"})
 
 
-def _require(ok: bool, where: str, problem: str) -> None:
-    if not ok:
-        raise ConfigError(f"{where} {problem}")
-
-
-@dataclass(frozen=True, slots=True)
-class StrategySettings:
-    """How HeliosStrategy turns signals into orders (``helios.strategy``)."""
-
-    #: confirm_trade_entry rejects an entry when the spread is wider than this many basis points of the mid.
-    max_spread_bps: float = 10.0
-    #: custom_entry_price may cross the book (pay the spread, fill at once) instead of joining the best
-    #: bid (long) or ask (short).
-    cross_book: bool = False
-    #: Stop distance, as a fraction of the entry price, when no wall protects the trade.
-    max_loss: float = 0.02
-    #: The risk rule's stake is capped by "proposed": Freqtrade's stake for this trade (stake_amount, or the
-    #: balance split over max_open_trades with "unlimited"), or "max": Freqtrade's max stake (the balance).
-    stake_cap: str = "proposed"
-    #: Leverage asked for in futures (capped by the exchange's maximum).
-    leverage: float = 1.0
-    #: Live: when Freqtrade has a new candle the engine has not closed yet, wait at most this many seconds
-    #: for it (the kline and book streams race) before leaving that row neutral.
-    live_candle_wait_s: float = 2.0
-    #: Exit a long when buying exhausts (exhaustion_up), a short when selling exhausts (exhaustion_down).
-    exit_on_exhaustion: bool = True
-
-    def __post_init__(self) -> None:
-        _require(self.max_spread_bps > 0, "helios.strategy.max_spread_bps", "must be > 0")
-        _require(0 < self.max_loss < 1, "helios.strategy.max_loss", "must be in (0, 1), e.g. 0.02 for 2 %")
-        _require(self.leverage >= 1, "helios.strategy.leverage", "must be >= 1")
-        _require(self.stake_cap in ("proposed", "max"), "helios.strategy.stake_cap",
-                 f"must be 'proposed' or 'max', got {self.stake_cap!r}")
-        _require(0 <= self.live_candle_wait_s <= 30, "helios.strategy.live_candle_wait_s", "must be in 0..30")
-
-
-@dataclass(frozen=True, slots=True)
-class BacktestSettings:
-    """Where backtesting, hyperopt, plot-dataframe and FreqUI charts find recorded L2 (``helios.backtest``)."""
-
-    #: A recording, or a folder of recordings (each subfolder one recording); relative to Freqtrade's
-    #: user_data dir when not absolute.
-    recordings: str = "orderflow"
-    #: ccxt id of the recorded exchange; "" = the config's exchange name (a pair recorded on only one
-    #: exchange is used whatever this says).
-    exchange: str = ""
-    #: Use and fill the per-candle feature cache (``<recording>/.cache/features``).
-    cache: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DashboardSettings:
-    """The in-process liquidity page started beside the bot in live and dry-run (``helios.dashboard``)."""
-
-    #: Start the page in live and dry-run (never in backtesting).
-    enabled: bool = False
-    #: Address to bind; anything but 127.0.0.1 needs basic-auth credentials (see the dashboard docs).
-    host: str = "127.0.0.1"
-    #: Port of the page.
-    port: int = 8050
-
-    def __post_init__(self) -> None:
-        _require(0 <= self.port <= 65535, "helios.dashboard.port", "must be in 0..65535")
-
-
-def dashboard_settings_class() -> type:
-    """The dashboard package's own settings (``dashboard.settings.DashboardSettings``: credentials, refresh,
-    scaling, ...) when it is installed; else the minimal ``DashboardSettings`` above."""
-    try:
-        from dashboard.settings import DashboardSettings as Full
-    except ImportError:
-        return DashboardSettings
-    return Full
-
-
-#: Sections of ``helios`` this module owns; everything else goes to ``HeliosSettings``.
-_OWN_SECTIONS: dict[str, type] = {
-    "strategy": StrategySettings,
-    "backtest": BacktestSettings,
-    "dashboard": dashboard_settings_class(),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class HeliosConfig:
     """Everything HeliosStrategy takes from the Freqtrade config."""
 
     settings: HeliosSettings = field(default_factory=HeliosSettings)
-    strategy: StrategySettings = field(default_factory=StrategySettings)
-    backtest: BacktestSettings = field(default_factory=BacktestSettings)
-    #: ``dashboard.settings.DashboardSettings`` when the dashboard is installed, else ``DashboardSettings``.
-    dashboard: Any = field(default_factory=lambda: _OWN_SECTIONS["dashboard"]())
     #: Freqtrade's run mode value ("live", "dry_run", "backtest", "hyperopt", "plot", "webserver", ...).
     runmode: str = "other"
     #: ccxt id of the exchange Freqtrade trades on, and its trading mode ("spot", "futures", "margin").
@@ -134,6 +46,18 @@ class HeliosConfig:
     #: ccxt constructor config for the feed (Freqtrade's ``exchange.ccxt_config`` merged with
     #: ``ccxt_async_config``; API keys are never passed: the feed reads public data only).
     ccxt_config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def strategy(self) -> StrategySettings:
+        return self.settings.strategy
+
+    @property
+    def backtest(self) -> BacktestSettings:
+        return self.settings.backtest
+
+    @property
+    def dashboard(self) -> DashboardSettings:
+        return self.settings.dashboard
 
     @property
     def live(self) -> bool:
@@ -163,35 +87,13 @@ def _under(base: Path, path: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def split_section(section: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the engine's part, this module's part) of a ``helios`` section; unknown keys raise ConfigError."""
-    if section is None:
-        return {}, {}
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"the 'helios' config section must be an object, got {type(section).__name__}")
-    engine_keys = {f.name for f in dataclasses.fields(HeliosSettings)}
-    unknown = sorted(set(section) - engine_keys - set(_OWN_SECTIONS))
-    if unknown:
-        allowed = ", ".join(sorted(engine_keys | set(_OWN_SECTIONS)))
-        raise ConfigError(f"unknown key(s) {', '.join(repr(k) for k in unknown)} in helios; allowed: {allowed}")
-    engine = {k: v for k, v in section.items() if k in engine_keys}
-    own = {k: v for k, v in section.items() if k in _OWN_SECTIONS}
-    for k, v in own.items():
-        if not isinstance(v, Mapping):
-            raise ConfigError(f"helios.{k} must be an object, got {type(v).__name__}")
-    return engine, own
-
-
-def read_section(section: Mapping[str, Any] | None) -> tuple[HeliosSettings, StrategySettings, BacktestSettings, Any]:
-    """The typed settings of a ``helios`` section (ConfigError on an unknown key or a bad value)."""
-    engine, own = split_section(section)
-    settings = HeliosSettings.from_dict(engine)
-    return (
-        settings,
-        from_mapping(StrategySettings, dict(own.get("strategy") or {}), "helios.strategy"),
-        from_mapping(BacktestSettings, dict(own.get("backtest") or {}), "helios.backtest"),
-        from_mapping(_OWN_SECTIONS["dashboard"], dict(own.get("dashboard") or {}), "helios.dashboard"),
-    )
+def read_section(
+    section: Mapping[str, Any] | None,
+) -> tuple[HeliosSettings, StrategySettings, BacktestSettings, DashboardSettings]:
+    """The typed settings of a ``helios`` section (ConfigError on an unknown key or a bad value), with the
+    strategy's own sections split out for convenience."""
+    settings = HeliosSettings.from_dict(section)  # type: ignore[arg-type]
+    return settings, settings.strategy, settings.backtest, settings.dashboard
 
 
 def _runmode_value(runmode: Any) -> str:
@@ -205,7 +107,7 @@ def load_config(config: Mapping[str, Any], runmode: Any = None) -> HeliosConfig:
 
     ``runmode``: Freqtrade's RunMode (or its value); default the config's ``runmode``.
     """
-    settings, strategy, backtest, dashboard = read_section(config.get("helios"))
+    settings = read_section(config.get("helios"))[0]
     exchange_cfg = config.get("exchange") or {}
     ccxt_cfg: dict[str, Any] = {}
     for key in ("ccxt_config", "ccxt_async_config"):
@@ -217,9 +119,6 @@ def load_config(config: Mapping[str, Any], runmode: Any = None) -> HeliosConfig:
     user_data = config.get("user_data_dir") or "user_data"
     return HeliosConfig(
         settings=settings,
-        strategy=strategy,
-        backtest=backtest,
-        dashboard=dashboard,
         runmode=_runmode_value(runmode if runmode is not None else config.get("runmode")),
         exchange=str(exchange_cfg.get("name") or "binance").lower(),
         trading_mode=trading_mode,
@@ -245,7 +144,6 @@ def settings_table() -> list[tuple[str, str, str]]:
 
     rows: list[tuple[str, str, str]] = []
     sections: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(HeliosSettings)}  # type: ignore[misc]
-    sections.update(_OWN_SECTIONS)
     for name, cls in sections.items():
         comments = _field_comments(inspect.getsource(cls))
         for f in dataclasses.fields(cls):
