@@ -18,7 +18,8 @@
   (``HeliosStrategy``) runs against the same exchange as a third process.
 
 Report (``name: value`` lines and ``soak.json``): events processed; faults injected, detected and recovered
-(per window: the feed's health showed it, and every pair was healthy again before the next window);
+(per window: the feed's health showed it; every pair was healthy again, timed from the window's end, and
+``unrecovered`` when some pair never was again before the run ended);
 the longest time to resync (declared gap to the next book snapshot, from the recording) and the longest
 recovery after a fault window ended (to all pairs healthy); RSS after warm-up and at the end (peaks of the
 first and last two recording segments: the open segments make RSS a sawtooth); CPU of
@@ -282,6 +283,7 @@ class WindowResult:
     detected: bool = False
     unhealthy_seen: bool = False
     recovered_after_s: float | None = None  # from the window's end to every pair healthy again
+    recovered_late: bool = False  # not before the next window started (counted, and timed, all the same)
     fired: dict[str, int] = field(default_factory=dict)
 
 
@@ -298,6 +300,9 @@ class _Watcher:
         self.unhealthy_pair_s = 0.0  # pair-seconds in which confirm_trade_entry would reject (unhealthy)
         self.healthy_while_crossed = 0  # samples where a pair was called healthy with best bid >= best ask
         self.last_sample = 0.0
+        self.samples = 0
+        self.last_unhealthy = 0.0
+        self.recovering: list[WindowResult] = []  # closed windows whose pairs were not all healthy yet
 
     def _counter(self) -> int:
         total = 0
@@ -311,6 +316,7 @@ class _Watcher:
     def sample(self, now: float) -> None:
         dt = min(1.0, now - self.last_sample) if self.last_sample else 0.0
         self.last_sample = now
+        self.samples += 1
         healthy = True
         for s in self.symbols:
             ok = self.feed.state.is_healthy(s)
@@ -321,19 +327,36 @@ class _Watcher:
                 snap = self.feed.state.get(s)
                 if snap.best_bid is not None and snap.best_ask is not None and snap.best_bid >= snap.best_ask:
                     self.healthy_while_crossed += 1
+        if healthy and self.recovering:
+            for late in self.recovering:
+                late.recovered_after_s = max(0.0, now - late.off)
+                late.recovered_late = True
+            self.recovering = []
         cur = self.current
         if cur is not None:
             if not healthy:
                 cur.unhealthy_seen = True
+                self.last_unhealthy = now
             if self._counter() > self.baseline:
                 cur.detected = True
-            if now >= cur.off and cur.recovered_after_s is None and healthy:
-                cur.recovered_after_s = max(0.0, now - cur.off)
         if self.pending and now >= self.pending[0][0]:
+            self.finish(healthy)
             on, off, w = self.pending.pop(0)
             self.current = WindowResult(w.kind, on, off, w.disturbs)
             self.baseline = self._counter()
+            self.last_unhealthy = 0.0
             self.results.append(self.current)
+
+    def finish(self, healthy: bool) -> None:
+        """Close the current window (the next starts, or the run ends): recovered when every pair is healthy
+        now, after the last moment one was not (a link that dies late, e.g. after missed pongs, counts)."""
+        cur = self.current
+        if cur is not None:
+            if healthy:
+                cur.recovered_after_s = max(0.0, self.last_unhealthy - cur.off)
+            else:  # still recovering when the next window starts: timed until every pair is healthy
+                self.recovering.append(cur)
+        self.current = None
 
 
 # ==== the run ===============================================================================================
@@ -422,6 +445,8 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         while time.time() - t_end < 60 and not all(feed.state.is_healthy(s) for s in symbols):
             watcher.sample(time.time())
             time.sleep(0.1)
+        watcher.sample(time.time())
+        watcher.finish(all(feed.state.is_healthy(s) for s in symbols))
         child.send_signal(signal.SIGUSR1)  # freeze the market, write final.json
         final = _wait_for_file(out_dir / "final.json", child, 60)
         settle_s = time.time() - t_end + _wait_settled(feed, final["books"], watcher, 20.0)
@@ -469,12 +494,14 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         "faults_undetected": sum(not (r.detected or r.unhealthy_seen) and bool(r.fired) for r in disturbing),
         "faults_recovered": sum(r.recovered_after_s is not None for r in results),
         "faults_unrecovered": sum(r.recovered_after_s is None for r in results),
+        "faults_recovered_after_next_window": sum(r.recovered_late for r in results),
         "longest_recovery_after_fault_s": round(max((r.recovered_after_s or 0.0 for r in results), default=0.0), 2),
         "recovery_by_kind_max_s": _max_by_kind(results),
         "feed_gaps": stats.gaps,
         "unhealthy_pair_s": round(watcher.unhealthy_pair_s, 1),
         "unhealthy_share_pct": round(100.0 * watcher.unhealthy_pair_s / (pairs * span), 2),
         "healthy_while_crossed": watcher.healthy_while_crossed,
+        "health_samples": watcher.samples,
         "health_totals": {k: sum(getattr(h, k) for h in health.values())
                           for k in ("gaps", "resyncs", "reconnects", "crossed_books", "errors")},
         "rss_start_mb": round(rss_start / 2**20, 1),
@@ -625,7 +652,10 @@ def _freqtrade_report(proc: subprocess.Popen[bytes], out_dir: Path, cpu_s: float
             trades = con.execute("select count(*) from trades").fetchone()[0]
     return {
         "freqtrade_alive_at_end": proc.poll() is None,
-        "freqtrade_errors": sum((" ERROR " in ln or "Traceback" in ln) for ln in lines),
+        # Freqtrade's own candle websocket logs an ERROR each time an injected fault drops it (and
+        # reconnects by itself): counted apart; any other ERROR fails the run.
+        "freqtrade_errors": sum(" ERROR " in ln and "watch_ohlcv" not in ln for ln in lines),
+        "freqtrade_candle_ws_errors": sum(" ERROR " in ln and "watch_ohlcv" in ln for ln in lines),
         "freqtrade_entries_rejected": sum("helios: entry" in ln and "rejected" in ln for ln in lines),
         "freqtrade_trades": trades,
         "freqtrade_cpu_pct": round(100.0 * cpu_s / span_s, 1),
