@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.helios-installed
 
-.PHONY: demo demo-backtest test bench lint install clean
+.PHONY: demo demo-backtest test bench soak lint install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m helios_orderflow.bench $(BENCH_ARGS)
+
+# Reliability soak: 10 pairs at 10x Binance's rate with faults on a schedule (see docs/reliability.md).
+MINUTES ?= 30
+soak: $(STAMP)
+	$(PY) -m helios_orderflow.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check helios_orderflow dashboard tests user_data

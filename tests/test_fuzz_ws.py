@@ -174,10 +174,6 @@ def test_any_request_frame_gets_one_json_reply_and_subscriptions_stay_valid(serv
         server.hub.drop(conn)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "bug in helios_orderflow/exchange/ws.py _on_request: `params = req.get('params') or []` is iterated "
-    "unchecked, so a scalar params raises TypeError out of handle_ws and the connection is dropped instead of "
-    "getting Binance's error reply (reported in issue 9); remove this mark once fixed"))
 @pytest.mark.parametrize("params", [5, True, 1.5])
 def test_subscribe_with_scalar_params_gets_an_error_reply(server: ExchangeServer, params: Any) -> None:
     conn = exchange_ws.Connection(None, "spot", combined=True)  # type: ignore[arg-type]

@@ -81,7 +81,8 @@ class ExchangeServer:
         self.source = source
         self.host = host
         self.port = port
-        self.faults = faults or FaultPlan()
+        # An empty plan is falsy: keep the caller's object so it can switch faults on later.
+        self.faults = faults if faults is not None else FaultPlan()
         self.ping_interval_s = ping_interval_s
         self.record = record
         self.record_depth = record_depth

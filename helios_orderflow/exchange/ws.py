@@ -216,6 +216,13 @@ def _on_request(server: ExchangeServer, conn: Connection, text: str) -> None:
         conn.push(dumps({"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}}))
         return
     params = req.get("params") or []
+    if method in ("SUBSCRIBE", "UNSUBSCRIBE") and (
+        not isinstance(params, list) or not all(isinstance(p, str) for p in params)
+    ):
+        # Binance answers a malformed request with an error and keeps the connection.
+        conn.push(dumps({"error": {"code": 2, "msg": "Invalid request: params must be a list of stream names"},
+                         "id": rid}))
+        return
     if method == "SUBSCRIBE":
         bad = server.hub.subscribe(conn, params)
         if bad:
