@@ -375,6 +375,8 @@ class _Runner:
         self.stopping = threading.Event()
         self.ex: Any = None
         self._last_us = 0
+        #: websocket URL -> connection losses seen by the frame guard (see ``_guard_frames``)
+        self.losses: dict[str, int] = {}
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{feed.exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -420,7 +422,7 @@ class _Runner:
         streaming.setdefault("keepAlive", int(self.settings.ws_keepalive_s * 1000))
         config["streaming"] = streaming
         self.ex = ex = cls(config)
-        _guard_frames(ex)
+        _guard_frames(ex, self.losses)
         for p in self.pairs.values():
             p.differ.reset()
             p.last_trade = p.last_bbo = None
@@ -539,11 +541,29 @@ class _Runner:
             except Exception:  # a bug downstream must not stop the pair's feed
                 log.exception("%s: publishing a book update failed", symbol)
 
+    def _url_of(self, message_hash: str) -> str | None:
+        """The websocket URL of the connection that carries ``message_hash`` (stable across reconnects)."""
+        for c in list((self.ex.clients or {}).values()):
+            if message_hash in getattr(c, "subscriptions", {}):
+                return str(c.url)
+        return None
+
     async def _trades_loop(self, group: list[_Pair], *, multi: bool) -> None:
         ex = self.ex
         backoff = self._backoff()
         symbols = [p.symbol for p in group]
+        url: str | None = None
+        seen_losses = 0
         while True:
+            # ccxt rejects only the watch calls pending when a connection dies; if it died while this loop
+            # was busy (not awaiting), the next call quietly reconnects and the trades in between are gone.
+            # The frame guard counts every connection loss, so such a loss is declared here all the same.
+            if url is None:
+                url = self._url_of(f"trade::{symbols[0]}")
+                seen_losses = self.losses.get(url, 0) if url else 0
+            elif self.losses.get(url, 0) > seen_losses:
+                seen_losses = self.losses.get(url, 0)
+                self._failed(group, "reconnect", "trades: connection lost between two reads", book=False)
             try:
                 if multi:
                     await ex.watch_trades_for_symbols(symbols)
@@ -553,6 +573,8 @@ class _Runner:
                 raise
             except Exception as exc:
                 self._failed(group, error_kind(exc), f"trades: {describe(exc)}", book=False)
+                if url is not None:
+                    seen_losses = self.losses.get(url, 0)  # this loss is declared already
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
@@ -704,14 +726,16 @@ class _Runner:
         )
 
 
-def _guard_frames(ex: Any) -> None:
+def _guard_frames(ex: Any, losses: dict[str, int]) -> None:
     """Make a frame ccxt cannot handle drop the connection instead of silently stalling it.
 
     ccxt handles each websocket frame in a callback that also schedules the next read; when handling
     raises (a truncated JSON frame, an unexpected payload), the read loop ends while the socket stays open:
     no future resolves again until the keepalive gives up. Every client the exchange creates gets its
     frame handler wrapped: an exception becomes a ``NetworkError`` on that connection, which rejects its
-    watchers; the feed's loops then reconnect and resync at once.
+    watchers; the feed's loops then reconnect and resync at once. Its ``on_error``/``on_close`` also count
+    connection losses per URL in ``losses``, so a loop can tell that its connection died while it was not
+    awaiting (ccxt then reconnects on the next call without raising).
     """
     import ccxt
 
@@ -729,6 +753,25 @@ def _guard_frames(ex: Any) -> None:
                     _c.on_error(ccxt.NetworkError(f"a frame from {_c.url} could not be handled ({describe(exc)})"))
 
             c.handle_text_or_binary_message = guarded
+            on_error, on_close = c.on_error, c.on_close
+
+            def lost(conn: Any) -> None:
+                # One loss per connection however often it is reported (on_error, then on_close); a client
+                # that dials again gets a new connectionEstablished time.
+                mark = ("lost", conn.connectionEstablished)
+                if getattr(conn, "_helios_lost", None) != mark:
+                    conn._helios_lost = mark
+                    losses[conn.url] = losses.get(conn.url, 0) + 1
+
+            def lost_on_error(error: Any, _on_error: Any = on_error, _c: Any = c) -> Any:
+                lost(_c)
+                return _on_error(error)
+
+            def lost_on_close(code: Any, _on_close: Any = on_close, _c: Any = c) -> Any:
+                lost(_c)
+                return _on_close(code)
+
+            c.on_error, c.on_close = lost_on_error, lost_on_close
             c._helios_guarded = True
         return c
 

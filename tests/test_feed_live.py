@@ -189,3 +189,47 @@ def test_an_unreachable_exchange_is_retried_with_backoff_and_health_says_why():
         t0 = time.monotonic()
         feed.stop()
         assert time.monotonic() - t0 < 5.0
+
+
+def test_a_trades_connection_lost_while_the_feed_is_busy_is_declared_as_a_gap(exchange, tmp_path: Path):
+    """ccxt rejects only the watch calls pending when a connection dies; one that dies while the feed is
+    draining trades would be reconnected silently by the next call. The feed must declare it anyway."""
+    import ccxt
+
+    clients: list[Any] = []
+    killed: list[int] = []
+
+    class KillsItsConnection(PairEngine):
+        def on_event(self, ev: Any) -> None:
+            super().on_event(ev)
+            if isinstance(ev, Trade) and self.symbol == "BTC/USDT" and len(killed) < 2 and self.events % 40 == 0:
+                ex = clients[0]
+                for c in list(ex.clients.values()):  # we are on the feed thread, inside the trades loop
+                    if "trade::BTC/USDT" in c.subscriptions:
+                        killed.append(self.events)
+                        c.on_error(ccxt.NetworkError("test: the connection died between two reads"))
+
+    feed = Feed("binance", ["BTC/USDT", "ETH/USDT"], ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec",
+                engine=lambda ex_id, sym: KillsItsConnection(ex_id, sym), on_exchange=clients.append)
+    feed.start()
+    try:
+        wait_for(lambda: len(killed) == 2, 60, "two connections killed mid-drain")
+        wait_for(lambda: feed.state.get("BTC/USDT").health.trades > 150, 60, "trades after the second kill")
+    finally:
+        feed.stop()
+    events = list(read_events(tmp_path / "rec"))
+    gaps = [ev for ev in events if isinstance(ev, FeedGap) and "between two reads" in ev.reason]
+    assert {g.symbol for g in gaps} == {"BTC/USDT", "ETH/USDT"} and len(gaps) == 4
+    assert feed.state.get("ETH/USDT").health.reconnects == 2
+    # every jump in trade ids has a declared gap before it
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        last_id, gap_since = None, False
+        for ev in events:
+            if ev.symbol != symbol:
+                continue
+            if isinstance(ev, FeedGap):
+                gap_since = True
+            elif isinstance(ev, Trade):
+                tid = int(ev.trade_id)
+                assert last_id is None or tid == last_id + 1 or gap_since, f"{symbol}: {last_id} -> {tid} undeclared"
+                last_id, gap_since = tid, False
