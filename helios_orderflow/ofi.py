@@ -58,15 +58,7 @@ def ofi_levels(
         pa0, qa0 = asks0[m] if m < na0 else (INF, 0.0)
         pb1, qb1 = bids1[m] if m < nb1 else (-INF, 0.0)
         pa1, qa1 = asks1[m] if m < na1 else (INF, 0.0)
-        e = 0.0
-        if pb1 >= pb0:
-            e += qb1
-        if pb1 <= pb0:
-            e -= qb0
-        if pa1 <= pa0:
-            e -= qa1
-        if pa1 >= pa0:
-            e += qa0
+        e = ofi_term(pb0, qb0, pa0, qa0, pb1, qb1, pa1, qa1)
         if m == 0:
             best = e
         total += e

@@ -4,37 +4,15 @@ window and the "holds" rule; and on the real stream, each signal's volume recomp
 from __future__ import annotations
 
 import _btcusdt
-from _scenario import ASKS, BIDS, T0, Feed, S
+from _scenario import T0, S, ask_wall_confirmed, bid_wall_confirmed
 
 from helios_orderflow.engine import PairEngine
 from helios_orderflow.events import Trade
 from helios_orderflow.settings import AbsorptionSettings, HeliosSettings, WallSettings
 
 
-def _bid_wall_confirmed() -> Feed:
-    """Bid wall 10.0 at 995.5 confirmed at T0+3s; bids above it removed (best bid 995.5, mid 998.0)."""
-    f = Feed()
-    f.snapshot(0)
-    f.delta(S // 2, bids=[(995.5, 10.0)])
-    for s in (1, 2, 3):
-        f.tick(s * S)
-    f.delta(3 * S + 100_000, bids=[(p, 0.0) for p, _ in BIDS[:4]])
-    return f
-
-
-def _ask_wall_confirmed() -> Feed:
-    """Ask wall 10.0 at 1004.5 (bin [1004, 1005)) confirmed at T0+3s; asks below it removed."""
-    f = Feed()
-    f.snapshot(0)
-    f.delta(S // 2, asks=[(1004.5, 10.0)])
-    for s in (1, 2, 3):
-        f.tick(s * S)
-    f.delta(3 * S + 100_000, asks=[(p, 0.0) for p, _ in ASKS[:4]])
-    return f
-
-
 def test_bullish_absorption_at_a_refilled_bid_wall() -> None:
-    f = _bid_wall_confirmed()
+    f = bid_wall_confirmed()
     f.trade(3 * S + 200_000, 995.5, 3.0, "sell")  # 3 < 0.5 x peak 10 = 5
     assert f.engine.absorptions == 0
     f.delta(3 * S + 300_000, bids=[(995.5, 12.0)])  # refilled: the wall holds
@@ -52,7 +30,7 @@ def test_bullish_absorption_at_a_refilled_bid_wall() -> None:
 
 
 def test_bearish_absorption_at_an_ask_wall() -> None:
-    f = _ask_wall_confirmed()
+    f = ask_wall_confirmed()
     f.trade(3 * S + 200_000, 1004.5, 4.0, "buy")
     f.trade(3 * S + 300_000, 1004.0, 1.0, "buy")  # bin low edge is inside: 4 + 1 = 5 >= 5
     sig = f.engine.snapshot().absorption
@@ -61,13 +39,13 @@ def test_bearish_absorption_at_an_ask_wall() -> None:
 
 
 def test_taker_buys_do_not_count_at_a_bid_wall() -> None:
-    f = _bid_wall_confirmed()
+    f = bid_wall_confirmed()
     f.trade(3 * S + 200_000, 995.5, 6.0, "buy")
     assert f.engine.absorptions == 0
 
 
 def test_no_absorption_when_price_breaks_more_than_one_bin_through() -> None:
-    f = _bid_wall_confirmed()
+    f = bid_wall_confirmed()
     f.trade(3 * S + 200_000, 995.5, 4.0, "sell")
     f.trade(3 * S + 300_000, 993.9, 0.1, "sell")  # below low - bin = 994: the wall did not hold; count restarts
     f.trade(3 * S + 400_000, 995.5, 4.0, "sell")  # 4 < 5
@@ -78,7 +56,7 @@ def test_no_absorption_when_price_breaks_more_than_one_bin_through() -> None:
 
 
 def test_volume_outside_the_window_does_not_count() -> None:
-    f = _bid_wall_confirmed()
+    f = bid_wall_confirmed()
     f.trade(3 * S + 200_000, 995.5, 4.0, "sell")
     for s in range(4, 35):
         f.tick(s * S)  # the wall is rescanned and holds (size 10)

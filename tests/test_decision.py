@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from _scenario import ASKS, BIDS, Feed, S
+from _scenario import Feed, S, ask_wall_confirmed, bid_wall_confirmed
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,12 +18,7 @@ from helios_orderflow.walls import Wall
 
 def _bull_state() -> Feed:
     """Bid wall 10 at 995.5 (bin [995, 996)) confirmed; sellers hit it for 5.5 while it is refilled."""
-    f = Feed()
-    f.snapshot(0)
-    f.delta(S // 2, bids=[(995.5, 10.0)])
-    for s in (1, 2, 3):
-        f.tick(s * S)
-    f.delta(3 * S + 100_000, bids=[(p, 0.0) for p, _ in BIDS[:4]])
+    f = bid_wall_confirmed()
     f.trade(3 * S + 200_000, 995.5, 3.0, "sell")
     f.delta(3 * S + 300_000, bids=[(995.5, 12.0)])
     f.trade(3 * S + 400_000, 995.5, 2.5, "sell")
@@ -31,12 +26,7 @@ def _bull_state() -> Feed:
 
 
 def _bear_state(**sections: object) -> Feed:
-    f = Feed(**sections)
-    f.snapshot(0)
-    f.delta(S // 2, asks=[(1004.5, 10.0)])
-    for s in (1, 2, 3):
-        f.tick(s * S)
-    f.delta(3 * S + 100_000, asks=[(p, 0.0) for p, _ in ASKS[:4]])
+    f = ask_wall_confirmed(**sections)
     f.trade(3 * S + 200_000, 1004.5, 5.0, "buy")
     return f
 
