@@ -13,8 +13,13 @@
    separate thread, so disk writes never delay the network loop). The engine sees exactly the events the
    recording holds, in the same order: per-candle features computed later from the recording equal the
    ones published live, by construction;
-4. after each batch of events (one book observation, or the new trades of a wake-up), publishes a new
-   immutable ``PairSnapshot`` (engine state, health, candle history, best bid/ask) into SharedState.
+4. handles each update where ccxt resolves it, inside ccxt's handling of the frame (a hook on the
+   websocket client's ``resolve``), not when the watch loop wakes: ccxt handles every frame of a socket
+   read before any loop runs, so waiting for the loops would put each pair behind all the others. A book
+   update is published into SharedState at once (a new immutable ``PairSnapshot``: engine state, health,
+   candle history, best bid/ask); trades and quotes are published once per pair after the frames of the
+   read are handled. The watch loops still await ccxt: they carry its errors, resubscribe, and handle an
+   update themselves only for an exchange that resolves something other than its live objects.
 
 Why books are one subscription per pair, not ``watch_order_book_for_symbols``: in ccxt's Binance client a
 sequence gap in one symbol of a multi-symbol book subscription re-subscribes the whole group, which
@@ -126,13 +131,14 @@ class FeedStats:
 class _Pair:
     """Everything the feed thread keeps for one pair."""
 
-    __slots__ = ("differ", "candles_seen", "engine", "engine_broken", "health", "history", "last_bbo",
+    __slots__ = ("books_handled", "differ", "candles_seen", "engine", "engine_broken", "health", "history", "last_bbo",
                  "last_trade", "local_ts_us", "seq", "symbol")
 
     def __init__(self, exchange: str, symbol: str, depth: int, engine: Engine | None,
                  clock: Callable[[], float], history_len: int) -> None:
         self.symbol = symbol
         self.differ = BookDiffer(exchange, symbol, depth)
+        self.books_handled = 0  # book observations handled (by the resolve hook or the book loop)
         self.health = HealthTracker(exchange, symbol, clock)
         self.engine = engine
         self.engine_broken = False
@@ -377,6 +383,7 @@ class _Runner:
         self._last_us = 0
         #: websocket URL -> connection losses seen by the frame guard (see ``_guard_frames``)
         self.losses: dict[str, int] = {}
+        self._dirty: dict[str, _Pair] = {}  # pairs waiting for ``_publish_dirty``
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{feed.exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -422,7 +429,7 @@ class _Runner:
         streaming.setdefault("keepAlive", int(self.settings.ws_keepalive_s * 1000))
         config["streaming"] = streaming
         self.ex = ex = cls(config)
-        _guard_frames(ex, self.losses)
+        _guard_frames(ex, self.losses, self._on_resolve)
         for p in self.pairs.values():
             p.differ.reset()
             p.last_trade = p.last_bbo = None
@@ -513,33 +520,74 @@ class _Runner:
     # ---- watch loops ----------------------------------------------------------------------------------------
 
     async def _book_loop(self, p: _Pair) -> None:
+        """Keep the pair's book subscription alive and turn its failures into declared gaps.
+
+        The books themselves are handled where ccxt resolves them (``_on_resolve``, inside ccxt's frame
+        handling), so a pair's update is published the moment its frame is handled, not after every other
+        frame that arrived in the same read. The await here still carries ccxt's errors and re-subscribes;
+        it handles a book itself only for an exchange that resolves something other than its live book.
+        """
         ex = self.ex
         backoff = self._backoff()
         depth = self.settings.book_depth
         symbol = p.symbol
-        differ = p.differ
-        health = p.health
         while True:
+            seen = p.books_handled
             try:
                 book = await ex.watch_order_book(symbol, depth)
-                local = self._now_us()
-                event = differ.observe(book, local)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                kind = error_kind(exc)
-                self._failed([p], kind, f"book: {describe(exc)}", book=True)
+                self._failed([p], error_kind(exc), f"book: {describe(exc)}", book=True)
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            try:
-                health.on_book(snapshot=isinstance(event, BookSnapshot), crossed=differ.is_crossed(),
-                               changed=event is not None)
-                if event is not None:
-                    self._emit(p, event)
-                self._publish(p)
-            except Exception:  # a bug downstream must not stop the pair's feed
-                log.exception("%s: publishing a book update failed", symbol)
+            if p.books_handled == seen:
+                self._on_book(p, book)
+
+    def _on_resolve(self, result: Any) -> None:
+        """ccxt resolved a watcher with ``result``, inside its handling of a frame: when that is the live
+        book, trades cache or quote of one of our pairs, handle it now, so each pair's update is published
+        as soon as its own frame is handled (the watch loops wake only after every frame of the read). The
+        loops, woken later, find nothing new. Never raises (an exception here would drop the connection)."""
+        try:
+            ex = self.ex
+            if isinstance(result, list):  # a trades cache (ccxt's ArrayCache), newest last
+                if result:
+                    last = result[-1]
+                    p = self.pairs.get(last.get("symbol")) if isinstance(last, dict) else None
+                    if p is not None and self.settings.trades and (ex.trades or {}).get(p.symbol) is result:
+                        self._drain_trades(p, result, self._now_us())
+            elif isinstance(result, dict):
+                p = self.pairs.get(result.get("symbol"))  # type: ignore[arg-type]
+                if p is None:
+                    return
+                if "nonce" in result:  # an order book (a dict subclass in ccxt)
+                    if (ex.orderbooks or {}).get(p.symbol) is result:
+                        self._on_book(p, result)
+                elif "bid" in result and self.settings.bbo and (ex.bidsasks or {}).get(p.symbol) is result:
+                    self._on_bbo(p, result, self._now_us())
+        except Exception:
+            log.exception("handling an update from ccxt failed")
+
+    def _on_book(self, p: _Pair, book: Any) -> None:
+        """One observation of ccxt's book: the exact level changes to the engine and recorder, then publish.
+        Never raises (it runs inside ccxt's frame handling, where an exception would drop the connection)."""
+        p.books_handled += 1
+        differ = p.differ
+        try:
+            event = differ.observe(book, self._now_us())
+        except Exception as exc:
+            self._failed([p], "error", f"book: {describe(exc)}", book=True)
+            return
+        try:
+            p.health.on_book(snapshot=isinstance(event, BookSnapshot), crossed=differ.is_crossed(),
+                             changed=event is not None)
+            if event is not None:
+                self._emit(p, event)
+            self._publish(p)
+        except Exception:  # a bug downstream must not stop the pair's feed
+            log.exception("%s: publishing a book update failed", p.symbol)
 
     def _url_of(self, message_hash: str) -> str | None:
         """The websocket URL of the connection that carries ``message_hash`` (stable across reconnects)."""
@@ -563,6 +611,8 @@ class _Runner:
                 seen_losses = self.losses.get(url, 0) if url else 0
             elif self.losses.get(url, 0) > seen_losses:
                 seen_losses = self.losses.get(url, 0)
+                # Trades that reached ccxt's cache before the loss are not lost: they go before the gap.
+                self._drain_group(group)
                 self._failed(group, "reconnect", "trades: connection lost between two reads", book=False)
             try:
                 if multi:
@@ -572,19 +622,24 @@ class _Runner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._drain_group(group)
                 self._failed(group, error_kind(exc), f"trades: {describe(exc)}", book=False)
                 if url is not None:
                     seen_losses = self.losses.get(url, 0)  # this loss is declared already
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            local = self._now_us()
-            caches = ex.trades
-            for p in group:
-                try:
-                    self._drain_trades(p, caches.get(p.symbol), local)
-                except Exception:
-                    log.exception("%s: handling trades failed", p.symbol)
+            self._drain_group(group)
+
+    def _drain_group(self, group: list[_Pair]) -> None:
+        """Emit every new trade ccxt holds for the pairs of ``group``."""
+        local = self._now_us()
+        caches = self.ex.trades or {}
+        for p in group:
+            try:
+                self._drain_trades(p, caches.get(p.symbol), local)
+            except Exception:
+                log.exception("%s: handling trades failed", p.symbol)
 
     async def _bbo_loop(self, group: list[_Pair]) -> None:
         ex = self.ex
@@ -612,17 +667,19 @@ class _Runner:
             quotes = ex.bidsasks
             for p in group:
                 q = quotes.get(p.symbol)
-                if q is None or q is p.last_bbo:
-                    continue
-                p.last_bbo = q
-                try:
-                    event = _bbo_event(self.exchange_id, p.symbol, q, local)
-                    if event is not None:
-                        p.health.on_bbo()
-                        self._emit(p, event)
-                        self._publish(p)
-                except Exception:
-                    log.exception("%s: handling best bid/offer failed", p.symbol)
+                if q is not None and q is not p.last_bbo:
+                    self._on_bbo(p, q, local)
+
+    def _on_bbo(self, p: _Pair, q: Any, local: int) -> None:
+        p.last_bbo = q
+        try:
+            event = _bbo_event(self.exchange_id, p.symbol, q, local)
+            if event is not None:
+                p.health.on_bbo()
+                self._emit(p, event)
+                self._publish_soon(p)
+        except Exception:
+            log.exception("%s: handling best bid/offer failed", p.symbol)
 
     def _drain_trades(self, p: _Pair, cache: Any, local: int) -> None:
         """Emit the trades ccxt cached for ``p`` since the last one emitted, oldest first."""
@@ -648,7 +705,7 @@ class _Runner:
             p.health.on_trades(len(events))
             for e in events:
                 self._emit(p, e)
-            self._publish(p)
+            self._publish_soon(p)
 
     # ---- events out ---------------------------------------------------------------------------------------------
 
@@ -696,8 +753,31 @@ class _Runner:
                 p.health.on_error("error", f"engine failed on {kind.__name__}; order-flow state frozen", book=False)
                 log.exception("%s: the engine failed; its state is frozen (the recording goes on)", p.symbol)
 
+    def _publish_soon(self, p: _Pair) -> None:
+        """Publish ``p`` once the frames at hand are handled: ccxt handles every frame of a socket read in
+        one go, and a read at a busy moment brings dozens (every pair's trades and quotes of the same
+        instant), so each pair is published once per read instead of once per frame. Books are published at
+        once (``_publish``): they are what a callback reads first."""
+        dirty = self._dirty
+        if not dirty:
+            loop = self.loop
+            if loop is None:
+                self._publish(p)
+                return
+            loop.call_soon(self._publish_dirty)
+        dirty[p.symbol] = p
+
+    def _publish_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for p in dirty.values():
+            try:
+                self._publish(p)
+            except Exception:
+                log.exception("%s: publishing failed", p.symbol)
+
     def _publish(self, p: _Pair) -> None:
         """Swap in a new immutable snapshot of the pair."""
+        self._dirty.pop(p.symbol, None)
         engine_state = None
         if p.engine is not None:
             try:
@@ -726,7 +806,7 @@ class _Runner:
         )
 
 
-def _guard_frames(ex: Any, losses: dict[str, int]) -> None:
+def _guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], None] | None = None) -> None:
     """Make a frame ccxt cannot handle drop the connection instead of silently stalling it.
 
     ccxt handles each websocket frame in a callback that also schedules the next read; when handling
@@ -735,7 +815,8 @@ def _guard_frames(ex: Any, losses: dict[str, int]) -> None:
     frame handler wrapped: an exception becomes a ``NetworkError`` on that connection, which rejects its
     watchers; the feed's loops then reconnect and resync at once. Its ``on_error``/``on_close`` also count
     connection losses per URL in ``losses``, so a loop can tell that its connection died while it was not
-    awaiting (ccxt then reconnects on the next call without raising).
+    awaiting (ccxt then reconnects on the next call without raising). ``on_resolve`` is called with every
+    result ccxt resolves a watcher with, right there in the frame's handling (it must not raise).
     """
     import ccxt
 
@@ -772,6 +853,14 @@ def _guard_frames(ex: Any, losses: dict[str, int]) -> None:
                 return _on_close(code)
 
             c.on_error, c.on_close = lost_on_error, lost_on_close
+            if on_resolve is not None:
+                resolve = c.resolve
+
+                def resolved(result: Any, message_hash: Any, _resolve: Any = resolve) -> Any:
+                    on_resolve(result)
+                    return _resolve(result, message_hash)
+
+                c.resolve = resolved
             c._helios_guarded = True
         return c
 

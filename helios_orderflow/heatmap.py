@@ -93,7 +93,9 @@ class HeatmapColumns:
 
 class Heatmap:
     """A fixed-size ring of columns. Memory: ``capacity * (2*(H+1) + 2*(2H+1)) * 4`` bytes plus two int64
-    per column, allocated once (about 11 MB for the defaults on BTCUSDT)."""
+    per column, allocated once (about 11 MB for the defaults on BTCUSDT) and written through at once: a
+    long-running feed's resident memory is then flat from the first book on, instead of creeping up for
+    the first ``window_s`` as the ring's pages are first written (np.zeros maps them lazily)."""
 
     def __init__(self, settings: HeatmapSettings, bin_size: float, mid: float) -> None:
         self.bin_size = bin_size
@@ -101,12 +103,12 @@ class Heatmap:
         h = self.half_bins
         self.capacity = max(1, int(settings.window_s * 1000 // settings.snapshot_interval_ms))
         c = self.capacity
-        self.ts_us = np.zeros(c, dtype=np.int64)
-        self.anchor_bin = np.zeros(c, dtype=np.int64)
-        self.bids = np.zeros((c, h + 1), dtype=np.float32)
-        self.asks = np.zeros((c, h + 1), dtype=np.float32)
-        self.buy = np.zeros((c, 2 * h + 1), dtype=np.float32)
-        self.sell = np.zeros((c, 2 * h + 1), dtype=np.float32)
+        self.ts_us = np.full(c, 0, dtype=np.int64)
+        self.anchor_bin = np.full(c, 0, dtype=np.int64)
+        self.bids = np.full((c, h + 1), 0.0, dtype=np.float32)
+        self.asks = np.full((c, h + 1), 0.0, dtype=np.float32)
+        self.buy = np.full((c, 2 * h + 1), 0.0, dtype=np.float32)
+        self.sell = np.full((c, 2 * h + 1), 0.0, dtype=np.float32)
         self.seq = 0  # columns written so far
         self.trades_outside = 0
         self._trade_bins: dict[int, list[float]] = {}  # bin -> [buy, sell] in the open interval

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from ccxt.async_support.base.ws.order_book import OrderBook as CcxtOrderBook
@@ -148,3 +149,50 @@ def test_diff_levels_replays_to_the_new_side_on_random_books():
 def test_levels_of_reads_counted_sides_and_drops_their_zero_sizes():
     assert levels_of([[1.0, 2.0, 3], [0.5, 0.0, 1], [0.4, 1.0, 2]], 10) == {1.0: 2.0, 0.4: 1.0}  # counted side
     assert levels_of([[1.0, 2.0], [0.5, 1.0]], 1) == {1.0: 2.0}
+
+
+def _plain(book: Any) -> dict[str, Any]:
+    """The same book as plain lists: BookDiffer then compares whole sides."""
+    return {"bids": [list(r) for r in book["bids"]], "asks": [list(r) for r in book["asks"]],
+            "nonce": book["nonce"], "timestamp": book["timestamp"]}
+
+
+def test_tracking_ccxt_sides_gives_the_same_events_as_comparing_whole_books():
+    from ccxt.async_support.base.ws.order_book import OrderBook
+
+    rng = random.Random(5)
+    for trial in range(60):
+        depth = rng.choice([1, 3, 8, 20])
+        book = OrderBook({}, rng.choice([depth, depth + 5, 1000]))  # ccxt's own limit() trims at its depth
+        tracked, whole = BookDiffer("binance", "X/USDT", depth), BookDiffer("binance", "X/USDT", depth)
+        rebuilt: dict[str, dict[float, float]] = {"bids": {}, "asks": {}}
+        nonce = 0
+        for step in range(150):
+            action = rng.random()
+            if action < 0.03:  # a resync refills the sides in place
+                book.reset({"bids": [[100.0 - i, 1.0] for i in range(rng.randrange(0, 6))],
+                            "asks": [[101.0 + i, 1.0] for i in range(rng.randrange(0, 6))], "nonce": nonce})
+            elif action < 0.06:
+                tracked.reset()
+                whole.reset()
+            else:
+                for _ in range(rng.randrange(1, 6)):
+                    bid = rng.random() < 0.5
+                    price = float(rng.randrange(70, 101) if bid else rng.randrange(101, 132))
+                    (book["bids"] if bid else book["asks"]).store(price, rng.choice([0.0, 1.0, 2.0, 3.5]))
+                if rng.random() < 0.3:
+                    book.limit()
+            nonce += 1
+            book["nonce"] = nonce
+            a = tracked.observe(book, step)
+            b = whole.observe(_plain(book), step)
+            assert a == b, f"trial {trial} step {step}"
+            assert (tracked.best_bid(), tracked.best_ask()) == (whole.best_bid(), whole.best_ask())
+            if isinstance(a, BookSnapshot):
+                rebuilt = {"bids": dict(a.bids), "asks": dict(a.asks)}
+            elif a is not None:
+                apply_levels(rebuilt["bids"], a.bids)
+                apply_levels(rebuilt["asks"], a.asks)
+            assert rebuilt["bids"] == {p: q for p, q in book["bids"][:depth]}
+            assert rebuilt["asks"] == {p: q for p, q in book["asks"][:depth]}
+    assert tracked.deltas > 0

@@ -1,25 +1,29 @@
-"""Live feed load: 20 pairs x 10 book messages/s (plus their trades and best bid/offer) from the local
-exchange, through the real ccxt.pro binance client, the engine, SharedState and the recorder.
+"""Live feed load from the local exchange, through the real ccxt.pro binance client, the engine,
+SharedState and the recorder, at two loads:
 
-The exchange runs in its own process (``helios exchange --synthetic``, 20 symbols; one ``@depth@100ms``
-diff per symbol per 100 ms), so this process's CPU is the feed's alone. Figures:
+- the issue's load (figures ``feed_*``): 20 pairs x 10 messages/s, i.e. every pair's ``@depth@100ms``
+  diff stream (200 messages/s), with default settings, for 10 minutes after a 60 s warm-up;
+- a heavier one (``feed_full_*``): the same pairs with their trades and best bid/offer streams too
+  (~36 messages/s a pair, ~730/s), for 2 minutes after a 30 s warm-up.
+
+The exchange runs in its own process (``helios exchange --synthetic``, 20 symbols), so this process's CPU
+is the feed's alone. It sends every pair's messages of a 100 ms step at once, so one socket read brings all
+of them (20 at the issue's load, ~70 at the heavier one), handled one after the other on the feed thread:
+the later frames of a read wait for the earlier ones. Figures:
 
 - ``state_read_us``: one ``SharedState.get(pair)`` plus reading a field of its engine state, from another
   thread while the feed publishes (mean over many reads); ``state_healthy_us``: one ``is_healthy(pair)``.
-- ``feed_book_p99_ms`` / ``feed_trade_p99_ms``: from a websocket frame's arrival (ccxt's message
-  handler is entered) to the publication of the SharedState snapshot that includes it, for depth diffs
-  and trades. A diff conflated into a later observation counts from its own arrival.
-  ``feed_book_own_p99_ms``: the feed's own share, from ccxt handing the book back to publication (diff,
-  engine, snapshot); the rest is waiting behind other frames of the same burst (the exchange sends every
-  pair's diff at the same 100 ms tick) and for the CPU.
+- ``feed_book_p50_ms`` / ``feed_book_p99_ms`` (and ``feed_full_book_p99_ms``, ``feed_full_trade_p99_ms``):
+  from a websocket frame's receipt (the socket read that brought its bytes in) to the publication of the
+  SharedState snapshot that includes it, for depth diffs and trades, waiting behind the other frames of
+  the same read included. ``*_handled_p99_ms``: the same, counted from when ccxt starts handling the
+  frame; ``feed_book_own_p99_ms``: the feed's own share (diff, engine, snapshot).
 - ``feed_cpu_cores``: this process's CPU time over wall time while measuring (feed thread, ccxt,
   engine, recorder thread).
-- ``feed_rss_start_mb`` / ``feed_rss_end_mb`` / ``feed_rss_slope_mb_per_min``: resident memory after
-  warm-up (90 s), at the end, and its least-squares slope over the measurement (10 min), with the heatmap
-  window at 60 s (see ``run``). With ``quick`` (10 s warm-up, 50 s) the buffers are still filling (heatmap
-  ring, the recorder's open 60 s segments): its RSS slope is not a leak measure.
-- ``feed_heatmap_mb_default``: what the default 1 h heatmap rings of these pairs hold once full (the RSS a
-  run with default settings grows by over its first hour).
+- ``feed_rss_start_mb`` / ``feed_rss_end_mb`` / ``feed_rss_slope_mb_per_min``: resident memory after the
+  warm-up, at the end, and its least-squares slope over the measurement, with default settings (the 1 h
+  heatmap ring is written through when allocated, so it does not creep). With ``quick`` (10 s warm-up,
+  40 s) the recorder's first segments are still open: its RSS slope is not a leak measure.
 """
 
 from __future__ import annotations
@@ -81,21 +85,77 @@ class _Samples:
         return sorted(self.values[: self.n].tolist())
 
 
+class _Receipts:
+    """When each websocket message came off the socket.
+
+    aiohttp parses every read into its message queue (a C class, not patchable); its protocol's
+    ``data_received`` is Python. Wrapped, it notes the time and how many messages the read added. A message
+    being handled is then found by position: messages fed to the queue minus those still in it.
+    """
+
+    def __init__(self) -> None:
+        self.fed: dict[int, int] = {}  # id(queue) -> messages fed so far
+        self.chunks: dict[int, list[tuple[int, int]]] = {}  # id(queue) -> [(fed after the read, ns)]
+
+    def install(self) -> Any:
+        from aiohttp.client_proto import ResponseHandler
+
+        original = ResponseHandler.data_received
+
+        def data_received(proto: Any, data: bytes, _orig: Any = original) -> None:
+            q = getattr(proto, "_payload", None)
+            buf = getattr(q, "_buffer", None)
+            if buf is None:
+                return _orig(proto, data)
+            now = time.perf_counter_ns()
+            before = len(buf)
+            _orig(proto, data)
+            added = len(buf) - before
+            if added > 0:
+                key = id(q)
+                fed = self.fed.get(key, 0) + added
+                self.fed[key] = fed
+                chunks = self.chunks.setdefault(key, [])
+                chunks.append((fed, now))
+                if len(chunks) > 64:
+                    del chunks[:32]
+
+        ResponseHandler.data_received = data_received  # type: ignore[method-assign]
+        return original
+
+    def of(self, client: Any) -> int | None:
+        """Receipt time (perf_counter ns) of the message ``client`` is handling now."""
+        try:
+            q = client.connection._conn.protocol._payload
+            remaining = len(q._buffer)
+        except AttributeError:
+            return None
+        key = id(q)
+        index = self.fed.get(key, 0) - remaining - 1  # 0-based position of the message being handled
+        for end, ns in self.chunks.get(key, ()):
+            if index < end:
+                return ns
+        return None
+
+
 class _Timing:
     """Frame arrival stamps per pair and the delays to their publication (feed thread only)."""
 
     def __init__(self) -> None:
+        self.receipts = _Receipts()
         self.book_pending: dict[str, int] = {}
+        self.book_handled: dict[str, int] = {}
         self.trade_pending: dict[str, int] = {}
         # Preallocated and pre-touched, so the samples themselves do not show up as RSS growth.
         self.book_ms = _Samples()
+        self.book_handled_ms = _Samples()
         self.observed: dict[str, int] = {}  # when the feed's book loop got the book back from ccxt
         self.process_ms = _Samples()
         self.trade_ms = _Samples()
         self.recording = False
         self.by_wire = {binance_wire(s).lower(): s for s in SYMBOLS}
 
-    def on_frame(self, message: Any) -> None:
+    def on_frame(self, client: Any, message: Any) -> None:
         data = message.get("data", message) if isinstance(message, dict) else None
         if not isinstance(data, dict):
             return
@@ -104,10 +164,12 @@ class _Timing:
         if symbol is None:
             return
         now = time.perf_counter_ns()
+        received = self.receipts.of(client) or now
         if kind == "depthUpdate":
-            self.book_pending.setdefault(symbol, now)
+            self.book_pending.setdefault(symbol, received)
+            self.book_handled.setdefault(symbol, now)
         elif kind == "trade":
-            self.trade_pending.setdefault(symbol, now)
+            self.trade_pending.setdefault(symbol, received)
 
     def on_publish(self, old: PairSnapshot | None, new: PairSnapshot) -> None:
         now = time.perf_counter_ns()
@@ -116,6 +178,9 @@ class _Timing:
             t = self.book_pending.pop(s, None)
             if t is not None and self.recording:
                 self.book_ms.append((now - t) / 1e6)
+            t = self.book_handled.pop(s, None)
+            if t is not None and self.recording:
+                self.book_handled_ms.append((now - t) / 1e6)
             t = self.observed.pop(s, None)
             if t is not None and self.recording:
                 self.process_ms.append((now - t) / 1e6)
@@ -139,7 +204,7 @@ def _instrument(timing: _Timing) -> Any:
         handle = ex.handle_message
 
         def timed(client: Any, message: Any) -> Any:
-            timing.on_frame(message)
+            timing.on_frame(client, message)
             return handle(client, message)
 
         ex.handle_message = timed  # clients created later pick up the instance attribute
@@ -149,7 +214,10 @@ def _instrument(timing: _Timing) -> Any:
 
 @contextlib.contextmanager
 def _time_observations(timing: _Timing) -> Iterator[None]:
-    """Stamp when a book loop hands ccxt's book to its differ (the start of the feed's own work)."""
+    """Stamp socket reads, and when the feed hands ccxt's book to its differ (the start of its own work)."""
+    from aiohttp.client_proto import ResponseHandler
+
+    data_received = timing.receipts.install()
     observe = BookDiffer.observe
 
     def timed(self: BookDiffer, book: Any, local_ts_us: int) -> Any:
@@ -161,6 +229,7 @@ def _time_observations(timing: _Timing) -> Iterator[None]:
         yield
     finally:
         BookDiffer.observe = observe  # type: ignore[method-assign]
+        ResponseHandler.data_received = data_received  # type: ignore[method-assign]
 
 
 def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float]) -> None:
@@ -185,17 +254,13 @@ def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float])
     out["healthy_us"] = t_health / max(n, 1) * 1e6
 
 
-def run(quick: bool = False) -> dict[str, float | int | str]:
-    warmup_s, measure_s = (10.0, 50.0) if quick else (90.0, 600.0)
+def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -> dict[str, Any]:
+    """Run the feed on 20 pairs against the exchange subprocess; the raw figures of one load."""
     timing = _Timing()
     with tempfile.TemporaryDirectory(prefix="helios-bench-feed-") as tmp, _time_observations(timing):
         proc = start_subprocess(["--synthetic", "--seed", "7", "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
         try:
-            # Default settings but a 60 s heatmap window: the heatmap's ring buffer is allocated up front
-            # but its pages become resident as columns are written, so with the default 1 h window RSS
-            # rises until the ring is full (by design, bounded). With 60 s the warm-up fills it, and any
-            # growth left over the measurement is a leak.
-            settings = HeliosSettings.from_dict({"heatmap": {"window_s": 60.0}})
+            settings = HeliosSettings.from_dict({"feed": feed_settings})
             state = _TimedState("binance", SYMBOLS, settings.health)
             state.timing = timing
             feed = Feed("binance", SYMBOLS, settings, ccxt_config=proc.ccxt_config(), record_to=Path(tmp) / "rec",
@@ -235,27 +300,39 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     xs = [t for t, _ in rss]
     ys = [m for _, m in rss]
-    slope = statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan")
-    hm = HeliosSettings().heatmap
-    ring = feed._pairs[SYMBOLS[0]].engine.heatmap  # type: ignore[union-attr]
-    per_column = (ring.bids[0].nbytes + ring.asks[0].nbytes + ring.buy[0].nbytes + ring.sell[0].nbytes + 16
-                  if ring is not None else 0)
-    heatmap_mb = per_column * (hm.window_s * 1000 / hm.snapshot_interval_ms) * len(SYMBOLS) / 1e6
     return {
-        "feed_heatmap_mb_default": heatmap_mb,
-        "state_read_us": reads.get("get_us", float("nan")),
-        "state_healthy_us": reads.get("healthy_us", float("nan")),
+        "timing": timing, "reads": reads, "healthy": healthy, "events_per_s": events / wall,
+        "cpu_cores": cpu / wall, "rss": ys, "measure_s": wall,
+        "rss_slope": statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan"),
+    }
+
+
+def run(quick: bool = False) -> dict[str, float | int | str]:
+    spec = _measure({"trades": False, "bbo": False}, *((10.0, 40.0) if quick else (60.0, 600.0)))
+    full = _measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)))
+    t, f = spec["timing"], full["timing"]
+    return {
+        "state_read_us": spec["reads"].get("get_us", float("nan")),
+        "state_healthy_us": spec["reads"].get("healthy_us", float("nan")),
         "feed_pairs": len(SYMBOLS),
-        "feed_pairs_healthy_at_end": healthy,
-        "feed_events_per_s": events / wall,
-        "feed_book_frames_timed": len(timing.book_ms),
-        "feed_book_p50_ms": _quantile(timing.book_ms, 0.5),
-        "feed_book_p99_ms": _quantile(timing.book_ms, 0.99),
-        "feed_trade_p99_ms": _quantile(timing.trade_ms, 0.99),
-        "feed_book_own_p99_ms": _quantile(timing.process_ms, 0.99),
-        "feed_cpu_cores": cpu / wall,
-        "feed_rss_start_mb": ys[0],
-        "feed_rss_end_mb": ys[-1],
-        "feed_rss_slope_mb_per_min": slope,
-        "feed_measure_s": round(wall),
+        "feed_pairs_healthy_at_end": spec["healthy"],
+        "feed_messages_per_s": spec["events_per_s"],
+        "feed_book_frames_timed": len(t.book_ms),
+        "feed_book_p50_ms": _quantile(t.book_ms, 0.5),
+        "feed_book_p99_ms": _quantile(t.book_ms, 0.99),
+        "feed_book_handled_p99_ms": _quantile(t.book_handled_ms, 0.99),
+        "feed_book_own_p99_ms": _quantile(t.process_ms, 0.99),
+        "feed_cpu_cores": spec["cpu_cores"],
+        "feed_rss_start_mb": spec["rss"][0],
+        "feed_rss_end_mb": spec["rss"][-1],
+        "feed_rss_slope_mb_per_min": spec["rss_slope"],
+        "feed_measure_s": round(spec["measure_s"]),
+        "feed_full_pairs_healthy_at_end": full["healthy"],
+        "feed_full_events_per_s": full["events_per_s"],
+        "feed_full_book_p50_ms": _quantile(f.book_ms, 0.5),
+        "feed_full_book_p99_ms": _quantile(f.book_ms, 0.99),
+        "feed_full_book_handled_p99_ms": _quantile(f.book_handled_ms, 0.99),
+        "feed_full_trade_p99_ms": _quantile(f.trade_ms, 0.99),
+        "feed_full_cpu_cores": full["cpu_cores"],
+        "feed_full_rss_slope_mb_per_min": full["rss_slope"],
     }
