@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from helios_orderflow.demo import child_env
+from tests._signals import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def test_demo_runs_freqtrade_against_the_local_exchange_and_ctrl_c_stops_everyth
     log = tmp_path / "demo.out"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "helios_orderflow.demo", "--no-dashboard"], cwd=cwd,
-                                stdout=out, stderr=subprocess.STDOUT, env=child_env())
+                                stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
         try:
             ft_log = cwd / "user_data" / "logs" / "helios-demo.log"
             deadline = time.monotonic() + 120

@@ -28,6 +28,7 @@ from helios_orderflow.importers import ImportStats, iter_import
 from helios_orderflow.recording.reader import read_events
 from helios_orderflow.recording.writer import RecordingWriter
 from helios_orderflow.sequence import BookSync
+from tests._signals import interruptible
 from tests.exchange_fixtures import (
     SYMBOLS,
     ccxt_client,
@@ -146,7 +147,7 @@ def test_freqtrade_dry_run_trades_two_minutes_against_the_local_exchange(tmp_pat
             [str(freqtrade), "trade", "--dry-run", "-c", str(cfg_path), "--userdir", str(userdir),
              "--strategy-path", str(ROOT / "user_data" / "strategies"),
              "--db-url", f"sqlite:///{tmp_path / 'trades.sqlite'}", "--logfile", str(log)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, preexec_fn=interruptible,
         )
         deadline = time.monotonic() + 125
         while time.monotonic() < deadline and proc.poll() is None:

@@ -15,6 +15,7 @@ import pytest
 from helios_orderflow.events import BookDelta, BookSnapshot, Trade
 from helios_orderflow.exchange import SyntheticSource, start_in_thread
 from helios_orderflow.recording.reader import read_events
+from tests._signals import interruptible
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ def test_record_prints_progress_and_ctrl_c_leaves_a_complete_recording(tmp_path:
         proc = subprocess.Popen(
             _helios("record", "--exchange", "binance", "--pairs", *PAIRS, "--out", str(out), "--ccxt-config",
                     str(config), "--interval", "1"),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible,
         )
         lines: list[str] = []
         deadline = time.monotonic() + 40

@@ -31,6 +31,7 @@ from helios_orderflow.exchange.server import ServerHandle, ccxt_config, start_in
 from helios_orderflow.exchange.synthetic import SyntheticSource
 from helios_orderflow.risk import position_size
 from helios_orderflow.strategy import LONG_TAG, HeliosStrategy
+from tests._signals import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 #: This seed's BTC/USDT shows bullish absorption at a protected bid wall 3 and 4 minutes after the market's
@@ -108,7 +109,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "freqtrade", "trade", "--config", str(ud / "config.json"), "--userdir", str(ud),
          "--strategy", "HeliosStrategy"],
-        cwd=ud, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+        cwd=ud, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
     s = Session(exchange, proc, ud, config, f"http://127.0.0.1:{port}/api/v1", log, ud / "trades.sqlite")
     try:
         yield s
