@@ -39,6 +39,7 @@ in arrival order. ``prev_update_id`` is always ``NO_ID`` (the spot rule is the o
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -129,8 +130,6 @@ def _incremental(side: Any, prev: dict[float, float], tracker: _Tracker, depth: 
     above it, or pulled up when levels above it went. Either moves it by at most the number of touched
     prices, so only that window around the boundary is compared.
     """
-    from bisect import bisect_left
-
     touched = tracker.touched
     keys = side._index  # sorted: prices ascending for asks, negated prices for bids
     n = len(side)
