@@ -59,6 +59,7 @@ from .book_diff import BookDiffer
 from .errors import ConfigError
 from .events import NO_ID, BestBidOffer, BookSnapshot, Event, FeedGap, Trade
 from .health import HealthTracker
+from .malloc import pin_mmap_threshold
 from .settings import HeliosSettings
 from .state import CandleHistory, PairSnapshot, SharedState
 
@@ -300,6 +301,7 @@ class Feed:
         with self._lock:
             if self._runner is not None and self._runner.thread.is_alive():
                 return
+            pin_mmap_threshold(self.settings.feed.malloc_mmap_threshold_kib)
             if self.record_to is not None and (self.recorder is None or self.recorder.closed):
                 self.recorder = _Recorder(self.record_to, self.settings)
             self._runner = _Runner(self)
