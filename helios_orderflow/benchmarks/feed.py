@@ -22,8 +22,10 @@ the later frames of a read wait for the earlier ones. Figures:
   engine, recorder thread).
 - ``feed_rss_start_mb`` / ``feed_rss_end_mb`` / ``feed_rss_slope_mb_per_min``: resident memory after the
   warm-up, at the end, and its least-squares slope over the measurement, with default settings (the 1 h
-  heatmap ring is written through when allocated, so it does not creep). With ``quick`` (10 s warm-up,
-  40 s) the recorder's first segments are still open: its RSS slope is not a leak measure.
+  heatmap ring is written through when allocated, so it does not creep; the feed pins glibc's mmap
+  threshold, without which the heap fragments: see helios_orderflow/malloc.py). The synthetic books gain
+  levels over the first hours (up to ``feed.book_depth`` a side), a bounded rise of a few hundred kB/min.
+  With ``quick`` (10 s warm-up, 40 s) the recorder's first segments are still open: its RSS slope is not a leak measure.
 """
 
 from __future__ import annotations
