@@ -18,33 +18,25 @@ large allocation. Elsewhere (macOS, musl) nothing is done.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
 
 _M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
-_applied: int | None = None
 
 
 def pin_mmap_threshold(kib: int) -> bool:
     """Pin glibc's mmap threshold at ``kib`` KiB (0: leave malloc alone). True when it is in force."""
-    global _applied
     if kib <= 0:
         return False
-    if _applied == kib:
-        return True
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-        # gnu_get_libc_version exists only in glibc; musl also has a mallopt that does nothing useful here.
-        if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
-            return False
-        ok = bool(mallopt(_M_MMAP_THRESHOLD, kib * 1024))
+        libc = ctypes.CDLL(None)  # the process's own symbols: the C library it runs on
     except OSError:
         return False
+    # gnu_get_libc_version exists only in glibc; musl also has a mallopt that does nothing useful here.
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return False
+    ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, kib * 1024))
     if ok:
-        _applied = kib
         log.debug("glibc malloc: mmap threshold pinned at %d KiB", kib)
     return ok

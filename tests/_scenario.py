@@ -69,24 +69,23 @@ class Feed:
         self.send(BestBidOffer(EX, SYM, T0 + t, T0 + t, NO_ID, 0.0, 0.0, 0.0, 0.0))
 
 
+def _wall_confirmed(side: str, price: float, book_side: list[tuple[float, float]], **sections: object) -> Feed:
+    """A 10.0 wall at ``price`` on ``side``, confirmed at T0+3s, then the four levels nearer the mid removed."""
+    f = Feed(**sections)
+    f.snapshot(0)
+    f.delta(S // 2, **{side: [(price, 10.0)]})
+    for s in (1, 2, 3):
+        f.tick(s * S)
+    f.delta(3 * S + 100_000, **{side: [(p, 0.0) for p, _ in book_side[:4]]})
+    return f
+
+
 def bid_wall_confirmed(**sections: object) -> Feed:
     """Bid wall 10.0 at 995.5 (bin [995, 996)) confirmed at T0+3s; bids above it removed (best bid 995.5,
     mid 998.0)."""
-    f = Feed(**sections)
-    f.snapshot(0)
-    f.delta(S // 2, bids=[(995.5, 10.0)])
-    for s in (1, 2, 3):
-        f.tick(s * S)
-    f.delta(3 * S + 100_000, bids=[(p, 0.0) for p, _ in BIDS[:4]])
-    return f
+    return _wall_confirmed("bids", 995.5, BIDS, **sections)
 
 
 def ask_wall_confirmed(**sections: object) -> Feed:
     """Ask wall 10.0 at 1004.5 (bin [1004, 1005)) confirmed at T0+3s; asks below it removed."""
-    f = Feed(**sections)
-    f.snapshot(0)
-    f.delta(S // 2, asks=[(1004.5, 10.0)])
-    for s in (1, 2, 3):
-        f.tick(s * S)
-    f.delta(3 * S + 100_000, asks=[(p, 0.0) for p, _ in ASKS[:4]])
-    return f
+    return _wall_confirmed("asks", 1004.5, ASKS, **sections)
