@@ -817,8 +817,10 @@ def _guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], N
     frame handler wrapped: an exception becomes a ``NetworkError`` on that connection, which rejects its
     watchers; the feed's loops then reconnect and resync at once. Its ``on_error``/``on_close`` also count
     connection losses per URL in ``losses``, so a loop can tell that its connection died while it was not
-    awaiting (ccxt then reconnects on the next call without raising). ``on_resolve`` is called with every
-    result ccxt resolves a watcher with, right there in the frame's handling (it must not raise).
+    awaiting (ccxt then reconnects on the next call without raising); frames a lost connection still
+    delivers afterwards are dropped, since the gap declared for the loss covers them. ``on_resolve`` is
+    called with every result ccxt resolves a watcher with, right there in the frame's handling (it must
+    not raise).
     """
     import ccxt
 
@@ -830,6 +832,11 @@ def _guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], N
             handle = c.handle_text_or_binary_message
 
             def guarded(data: Any, _handle: Any = handle, _c: Any = c) -> None:
+                if getattr(_c, "_helios_lost", None) == ("lost", _c.connectionEstablished):
+                    # A frame read before the loss but handled after it (ccxt closes the socket later,
+                    # and the feed may have declared the gap meanwhile): it lies inside the gap. Handled,
+                    # it would land after the gap marker and make the hole behind it look covered.
+                    return
                 try:
                     _handle(data)
                 except Exception as exc:

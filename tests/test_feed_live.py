@@ -6,6 +6,7 @@ id, so what the feed published and recorded is compared with what the exchange r
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 import time
@@ -233,3 +234,58 @@ def test_a_trades_connection_lost_while_the_feed_is_busy_is_declared_as_a_gap(ex
                 tid = int(ev.trade_id)
                 assert last_id is None or tid == last_id + 1 or gap_since, f"{symbol}: {last_id} -> {tid} undeclared"
                 last_id, gap_since = tid, False
+
+
+def test_a_frame_handled_after_its_connection_was_lost_is_dropped_not_recorded_after_the_gap(exchange,
+                                                                                              tmp_path: Path):
+    """The soak's one incident: ccxt's keepalive gave up on the trades connection, the feed declared the gap,
+    then ccxt still handled a frame it had read from the dead socket. That trade landed after the gap marker,
+    so the trades lost while reconnecting had no gap before them. Here the keepalive's error is raised on the
+    trades connection (as ccxt's ping loop does) and the next real frame is handled 50 ms later."""
+    import ccxt
+
+    clients: list[Any] = []
+    held: list[int] = []
+
+    class HoldsAFrame(PairEngine):
+        def on_event(self, ev: Any) -> None:
+            super().on_event(ev)
+            if isinstance(ev, Trade) and self.symbol == "BTC/USDT" and not held and self.events > 100:
+                ex = clients[0]
+                c = next(c for c in ex.clients.values() if "trade::BTC/USDT" in c.subscriptions)
+                handle = c.handle_text_or_binary_message  # the feed's guarded handler
+                loop = ex.asyncio_loop
+
+                def next_frame(data: Any) -> None:
+                    trade = json.loads(data).get("data", {})
+                    if trade.get("e") != "trade":
+                        return handle(data)
+                    c.handle_text_or_binary_message = handle
+                    held.append(int(trade["t"]))
+                    c.on_error(ccxt.RequestTimeout("test: ping-pong keepalive missing on time"))
+                    loop.call_later(0.05, handle, data)  # read before the loss, handled after the gap
+
+                c.handle_text_or_binary_message = next_frame
+
+    feed = Feed("binance", ["BTC/USDT"], ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec",
+                engine=lambda ex_id, sym: HoldsAFrame(ex_id, sym), on_exchange=clients.append)
+    feed.start()
+    try:
+        wait_for(lambda: bool(held), 60, "a frame held back on a dying connection")
+        wait_for(lambda: feed.state.get("BTC/USDT").health.trades > 300, 60, "trades after the reconnect")
+    finally:
+        feed.stop()
+    events = list(read_events(tmp_path / "rec"))
+    gaps = [ev for ev in events if isinstance(ev, FeedGap)]
+    assert len(gaps) == 1 and feed.state.get("BTC/USDT").health.reconnects == 1
+    trade_ids = [int(ev.trade_id) for ev in events if isinstance(ev, Trade)]
+    assert held[0] not in trade_ids, "the frame handled after the loss was recorded"
+    assert held[0] - 1 in trade_ids  # everything before it was kept
+    last_id, gap_since = None, False
+    for ev in events:
+        if isinstance(ev, FeedGap):
+            gap_since = True
+        elif isinstance(ev, Trade):
+            tid = int(ev.trade_id)
+            assert last_id is None or tid == last_id + 1 or gap_since, f"{last_id} -> {tid} undeclared"
+            last_id, gap_since = tid, False
