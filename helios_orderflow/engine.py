@@ -17,6 +17,16 @@ processing (receive) order. The engine is a pure, deterministic function of that
 
 ``snapshot()`` returns an immutable ``PairState`` (cheap: a few microseconds) for SharedState and readers
 on other threads. Closed candles (``CandleFeatures``) go to ``on_candle`` and to a bounded history.
+
+Deferred timers (``defer_timers=True``, the live feed's choice): every pair's heatmap column and wall scan
+fall due at the same grid instant, so on a live feed they all land in one socket read and the last pair's
+update waits for twenty of them. With deferral, a due column or scan only takes a copy of the book (a dict
+copy, microseconds) and is computed by ``settle()``, which the feed calls once the read's frames are
+published. The results are the same as without deferral: the work is done on the same copy of the book,
+in the same order, and ``settle()`` runs by itself before anything that could see its effect (a trade, a
+gap, a snapshot, a candle close, ``partial_candle()``). Only ``snapshot()`` taken meanwhile shows the state
+as of just before the timer (the newest column and scan not yet there); the feed publishes again after
+settling.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ NAN = math.nan
 _NEVER = 1 << 62  # a timer that never fires
 _DAY_US = 86_400_000_000
 _FAST_FORWARD_US = 600_000_000  # jumps longer than this skip grid points whose results would be overwritten
+_BookCopy = tuple[dict[float, float], dict[float, float]]  # (bid levels, ask levels) at one instant
+_BookArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # bid prices, sizes, ask prices, sizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +154,10 @@ class PairEngine:
         timeframe: str = "1m",
         on_candle: Callable[[CandleFeatures], None] | None = None,
         heatmap_columns: int = 4,
+        defer_timers: bool = False,
     ) -> None:
-        """``heatmap_columns``: how many of the newest heatmap columns each ``snapshot()`` carries."""
+        """``heatmap_columns``: how many of the newest heatmap columns each ``snapshot()`` carries.
+        ``defer_timers``: leave whole-book timer work to ``settle()`` (see the module docstring)."""
         s = settings or HeliosSettings()
         self.exchange = exchange
         self.symbol = symbol
@@ -164,6 +178,12 @@ class PairEngine:
         self._book_version = 0
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._arrays_version = -1
+        self.defer_timers = defer_timers
+        #: Timer work left to ``settle()``, in firing order: (function, args, book copy or None); the
+        #: function gets ``args`` and the copy's arrays (or None).
+        self._deferred: list[tuple[Callable[..., None], tuple, _BookCopy | None]] = []
+        self._copy: _BookCopy | None = None
+        self._copy_version = -1
         self._last_mid = NAN
         self.cvd = Cvd()
         self.vwap = SessionVwap()
@@ -212,6 +232,8 @@ class PairEngine:
         self.events += 1
         t = type(ev)
         if t is BookDelta:
+            # Applying a diff reads nothing deferred work writes, and deferred work reads its own copy of
+            # the book: the diff need not wait for it.
             res = self.sync.on_delta(ev)  # type: ignore[arg-type]
             if res is DeltaResult.APPLIED:
                 self._bid_top.apply(ev.bids)  # type: ignore[union-attr]
@@ -219,11 +241,17 @@ class PairEngine:
                 self.last_book_ts_us = ts
                 self._book_changed(True)
             elif res is DeltaResult.GAP:
+                if self._deferred:
+                    self.settle()
                 self._lost_sync()
-        elif t is Trade:
-            self._on_trade(ev)  # type: ignore[arg-type]
-        elif t is BestBidOffer:
+            return
+        if t is BestBidOffer:
             self.bbo_events += 1
+            return
+        if self._deferred:  # a trade, a snapshot or a gap sees the walls of every scan already due
+            self.settle()
+        if t is Trade:
+            self._on_trade(ev)  # type: ignore[arg-type]
         elif t is BookSnapshot:
             self._on_snapshot(ev)  # type: ignore[arg-type]
         elif t is FeedGap:
@@ -343,6 +371,8 @@ class PairEngine:
                         self.candle.exhaustion_down = 1
                 self._next_bucket += BUCKET_US
             if self._candle_end == t:
+                if self._deferred:
+                    self.settle()
                 self._close_candle(t)
                 self._candle_end += self.tf_us
             if self._session_end == t:
@@ -383,14 +413,34 @@ class PairEngine:
 
     def _book_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays_version != self._book_version or self._arrays is None:
-            b = self.book.bids.levels
-            a = self.book.asks.levels
-            self._arrays = (
-                np.fromiter(b.keys(), np.float64, len(b)), np.fromiter(b.values(), np.float64, len(b)),
-                np.fromiter(a.keys(), np.float64, len(a)), np.fromiter(a.values(), np.float64, len(a)),
-            )
+            self._arrays = _arrays(self.book.bids.levels, self.book.asks.levels)
             self._arrays_version = self._book_version
         return self._arrays
+
+    def _book_copy(self) -> _BookCopy:
+        """The book's levels as of now, for deferred work (shared by the timers of one instant)."""
+        if self._copy_version != self._book_version or self._copy is None:
+            self._copy = (dict(self.book.bids.levels), dict(self.book.asks.levels))
+            self._copy_version = self._book_version
+        return self._copy
+
+    @property
+    def unsettled(self) -> bool:
+        """Deferred timer work is waiting for ``settle()``."""
+        return bool(self._deferred)
+
+    def settle(self) -> None:
+        """Do the deferred timer work, in the order it fell due (a no-op without deferral)."""
+        jobs, self._deferred = self._deferred, []
+        made: _BookCopy | None = None
+        arrays = None
+        for fn, args, copy in jobs:
+            if copy is None:
+                fn(*args, None)
+                continue
+            if copy is not made:  # the timers of one instant share one copy: its arrays are made once
+                made, arrays = copy, _arrays(*copy)
+            fn(*args, arrays)
 
     def _mid(self) -> float:
         return (self._prev_bids[0][0] + self._prev_asks[0][0]) / 2.0
@@ -402,19 +452,43 @@ class PairEngine:
         if self._book_ok:
             mid = self._mid()
             self._last_mid = mid
-            hm.sample(t, mid, self._book_arrays())
+            if self.defer_timers:
+                self._deferred.append((self._sample_column, (hm, t, mid, hm.take_trades()), self._book_copy()))
+            else:
+                hm.sample(t, mid, self._book_arrays())
         elif not math.isnan(self._last_mid):
-            hm.sample(t, self._last_mid, None)
+            if self.defer_timers:  # columns stay in order behind any deferred one
+                self._deferred.append((self._sample_column, (hm, t, self._last_mid, hm.take_trades()), None))
+            else:
+                hm.sample(t, self._last_mid, None)
+
+    @staticmethod
+    def _sample_column(hm: Heatmap, t: int, mid: float, trades: dict[int, list[float]],
+                       book: _BookArrays | None) -> None:
+        hm.sample(t, mid, book, trades)
 
     def _scan(self, t: int) -> None:
         if not self._book_ok or self.walls is None:
-            self.depth_imbalance = NAN
+            if self.defer_timers and self._deferred:
+                self._deferred.append((self._scan_book, (t, NAN), None))
+            else:
+                self.depth_imbalance = NAN
             return
         mid = self._mid()
         self._last_mid = mid
-        bp, bq, ap, aq = self._book_arrays()
+        if self.defer_timers:
+            self._deferred.append((self._scan_book, (t, mid), self._book_copy()))
+        else:
+            self._scan_book(t, mid, self._book_arrays())
+
+    def _scan_book(self, t: int, mid: float, book: _BookArrays | None) -> None:
+        """Depth imbalance and the wall scan at ``t`` (``book`` None: the book was unusable at ``t``)."""
+        if book is None:
+            self.depth_imbalance = NAN
+            return
+        bp, bq, ap, aq = book
         self.depth_imbalance = depth_imbalance(bp, bq, ap, aq, mid, self.settings.flow.depth_imbalance_bps)
-        self.walls.scan(t, mid, bp, bq, ap, aq)
+        self.walls.scan(t, mid, bp, bq, ap, aq)  # type: ignore[union-attr]
 
     def _candle_features(self) -> CandleFeatures:
         """The open candle's features as of now (book values from the current book and the last scan)."""
@@ -449,6 +523,8 @@ class PairEngine:
     def partial_candle(self) -> CandleFeatures | None:
         """The candle still open, with its values so far (None before any event). Not a closed candle: its
         values change until it closes."""
+        if self._deferred:
+            self.settle()
         return None if self.clock_us < 0 else self._candle_features()
 
     # -- state ---------------------------------------------------------------------------------------
@@ -488,3 +564,11 @@ class PairEngine:
             self.heatmap.columns(self.heatmap_columns) if self.heatmap is not None else None,
             self.last_candle, self.candles_closed,
         )
+
+
+def _arrays(bids: dict[float, float], asks: dict[float, float]) -> _BookArrays:
+    """(bid prices, bid sizes, ask prices, ask sizes) of a book's levels, in the dicts' order."""
+    return (
+        np.fromiter(bids.keys(), np.float64, len(bids)), np.fromiter(bids.values(), np.float64, len(bids)),
+        np.fromiter(asks.keys(), np.float64, len(asks)), np.fromiter(asks.values(), np.float64, len(asks)),
+    )

@@ -78,11 +78,12 @@ EngineFactory = Callable[[str, str], Engine]
 
 
 def default_engine_factory(settings: HeliosSettings, timeframe: str = "1m") -> EngineFactory:
-    """``PairEngine(exchange, symbol, settings, timeframe)`` for every pair."""
+    """``PairEngine(exchange, symbol, settings, timeframe)`` for every pair, with its timers deferred: the
+    feed settles them once the frames at hand are published (see ``_settle_soon``)."""
     from .engine import PairEngine
 
     def make(exchange: str, symbol: str) -> Engine:
-        return PairEngine(exchange, symbol, settings, timeframe=timeframe)
+        return PairEngine(exchange, symbol, settings, timeframe=timeframe, defer_timers=True)
 
     return make
 
@@ -386,6 +387,7 @@ class _Runner:
         #: websocket URL -> connection losses seen by the frame guard (see ``_guard_frames``)
         self.losses: dict[str, int] = {}
         self._dirty: dict[str, _Pair] = {}  # pairs waiting for ``_publish_dirty``
+        self._unsettled: dict[str, _Pair] = {}  # pairs whose engine waits for ``_settle_pending``
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{feed.exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -588,6 +590,8 @@ class _Runner:
             if event is not None:
                 self._emit(p, event)
             self._publish(p)
+            if getattr(p.engine, "unsettled", False):
+                self._settle_soon(p)
         except Exception:  # a bug downstream must not stop the pair's feed
             log.exception("%s: publishing a book update failed", p.symbol)
 
@@ -772,6 +776,36 @@ class _Runner:
     def _publish_dirty(self) -> None:
         dirty, self._dirty = self._dirty, {}
         for p in dirty.values():
+            try:
+                self._publish(p)
+            except Exception:
+                log.exception("%s: publishing failed", p.symbol)
+
+    def _settle_soon(self, p: _Pair) -> None:
+        """Have the pair's engine do its deferred timer work (heatmap column, wall scan) once the frames
+        at hand are handled, then publish again. Every pair's timers fall due in the same socket read; done
+        inline, the last pair's book would wait for all of them."""
+        if not self._unsettled:
+            loop = self.loop
+            if loop is None:
+                self._unsettled[p.symbol] = p
+                self._settle_pending()
+                return
+            loop.call_soon(self._settle_pending)
+        self._unsettled[p.symbol] = p
+
+    def _settle_pending(self) -> None:
+        pending, self._unsettled = self._unsettled, {}
+        for p in pending.values():
+            if p.engine is None or p.engine_broken:
+                continue
+            try:
+                p.engine.settle()  # type: ignore[attr-defined]
+            except Exception:
+                self.stats.engine_errors += 1
+                p.engine_broken = True
+                p.health.on_error("error", "engine failed in its timer work; order-flow state frozen", book=False)
+                log.exception("%s: the engine failed; its state is frozen (the recording goes on)", p.symbol)
             try:
                 self._publish(p)
             except Exception:

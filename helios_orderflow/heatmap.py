@@ -121,12 +121,19 @@ class Heatmap:
             acc = self._trade_bins[b] = [0.0, 0.0]
         acc[0 if is_buy else 1] += amount
 
+    def take_trades(self) -> dict[int, list[float]]:
+        """Hand over the trades of the open interval (for a column written later with ``sample(trades=)``)."""
+        bins, self._trade_bins = self._trade_bins, {}
+        return bins
+
     def sample(
         self, ts_us: int, mid: float,
         book: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+        trades: dict[int, list[float]] | None = None,
     ) -> None:
         """Write the column for time ``ts_us``: ``book`` = (bid prices, bid sizes, ask prices, ask sizes) as
-        arrays, or None when the book cannot be trusted (resting sizes become NaN)."""
+        arrays, or None when the book cannot be trusted (resting sizes become NaN). ``trades``: the
+        interval's trades taken earlier with ``take_trades()``; by default those added since the last column."""
         h = self.half_bins
         bs = self.bin_size
         i = self.seq % self.capacity
@@ -149,16 +156,18 @@ class Heatmap:
         sell = self.sell[i]
         buy[:] = 0.0
         sell[:] = 0.0
-        if self._trade_bins:
+        if trades is None:
+            trades = self._trade_bins
+        if trades:
             lo = a - h
-            for b, (vb, vs) in self._trade_bins.items():
+            for b, (vb, vs) in trades.items():
                 j = b - lo
                 if 0 <= j <= 2 * h:
                     buy[j] += vb
                     sell[j] += vs
                 else:
                     self.trades_outside += 1
-            self._trade_bins.clear()
+            trades.clear()
         self.seq += 1
 
     def columns(self, n: int = 1) -> HeatmapColumns | None:

@@ -4,7 +4,7 @@ window and the "holds" rule; and on the real stream, each signal's volume recomp
 from __future__ import annotations
 
 import _btcusdt
-from _scenario import T0, S, ask_wall_confirmed, bid_wall_confirmed
+from _scenario import BIDS, EX, SYM, T0, Feed, S, ask_wall_confirmed, bid_wall_confirmed, settings
 
 from helios_orderflow.engine import PairEngine
 from helios_orderflow.events import Trade
@@ -89,3 +89,24 @@ def test_real_stream_absorption_volume_matches_the_raw_trades() -> None:
         # the window may have restarted after a break-through, so it holds at most the raw sum
         assert sig.absorbed_volume <= sum(into) + 1e-9
         assert sig.absorbed_volume >= s.absorption.frac * sig.wall_peak_size - 1e-9
+
+
+def test_a_deferred_wall_scan_is_done_before_the_next_trade_so_absorption_is_unchanged() -> None:
+    """The live feed defers wall scans (``defer_timers``); a trade must still meet the walls of every scan
+    already due, or volume traded into a just-confirmed wall would be missed."""
+    states = []
+    for defer in (False, True):
+        f = Feed(engine=PairEngine(EX, SYM, settings(), defer_timers=defer))
+        f.snapshot(0)
+        f.delta(S // 2, bids=[(995.5, 10.0)])
+        for s in (1, 2, 3):
+            f.tick(s * S)
+        f.delta(3 * S + 100_000, bids=[(p, 0.0) for p, _ in BIDS[:4]])
+        assert f.engine.unsettled is defer  # quotes and diffs leave the 3 s scan waiting
+        f.trade(3 * S + 200_000, 995.5, 3.0, "sell")
+        f.delta(3 * S + 300_000, bids=[(995.5, 12.0)])
+        f.trade(3 * S + 400_000, 995.2, 2.5, "sell")
+        states.append(f.engine.snapshot())
+    inline, deferred = states
+    assert inline.absorptions == deferred.absorptions == 1
+    assert deferred.absorption == inline.absorption and deferred.absorption.absorbed_volume == 5.5

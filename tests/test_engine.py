@@ -109,3 +109,37 @@ def test_time_is_event_time_only() -> None:
         return list(f.engine.history)
 
     assert run() == run()
+
+
+def test_deferred_timers_give_the_same_candles_heatmap_and_walls_as_inline_ones() -> None:
+    """The live feed defers heatmap columns and wall scans to ``settle()`` (called when it is idle). On two
+    days of real Binance BTCUSDT, settling at random moments gives exactly the inline engine's results."""
+    import random
+
+    rng = random.Random(7)
+    rows_inline: list = []
+    rows_deferred: list = []
+    inline = PairEngine(_btcusdt.EXCHANGE, _btcusdt.SYMBOL, on_candle=rows_inline.append)
+    deferred = PairEngine(_btcusdt.EXCHANGE, _btcusdt.SYMBOL, on_candle=rows_deferred.append, defer_timers=True)
+    waited = lagging = 0
+    for ev in _btcusdt.events():
+        inline.on_event(ev)
+        deferred.on_event(ev)
+        if deferred.unsettled:
+            waited += 1
+            shown = deferred.snapshot().heatmap
+            if inline.heatmap is not None and (shown.seq if shown else 0) < inline.heatmap.seq:
+                lagging += 1  # until settled, a snapshot shows the state from just before the timer
+            if rng.random() < 0.3:
+                deferred.settle()
+    deferred.settle()
+    assert waited > 1000 and lagging > 100  # deferral really happened, often across several events
+    assert rows_deferred == rows_inline and len(rows_inline) == 11
+    a, b = _comparable(inline.snapshot()), _comparable(deferred.snapshot())
+    for k in a:
+        assert repr(a[k]) == repr(b[k]), k
+    wa, wb = inline.heatmap.window(), deferred.heatmap.window()
+    assert wa.seq == wb.seq > 1000
+    for name in ("ts_us", "anchor_bin", "bids", "asks", "buy", "sell"):
+        assert getattr(wa, name).tobytes() == getattr(wb, name).tobytes(), name
+    assert inline.absorptions == deferred.absorptions and inline.exhaustions == deferred.exhaustions

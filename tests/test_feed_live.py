@@ -58,6 +58,14 @@ def test_every_recorded_book_state_and_trade_equals_what_the_exchange_published(
             wait_for(lambda: all(feed.state.get(s).best_bid == final[s][1][0][0] for s in SYMBOLS), 5,
                      "the feed to publish the exchange's final best bid")
             published = {s: feed.state.get(s) for s in SYMBOLS}
+
+            # The engines' deferred timer work (heatmap columns, wall scans) is done once the feed is idle,
+            # and published: SharedState shows the engine's newest heatmap column.
+            def settled(s: str) -> bool:
+                engine, shown = feed._pairs[s].engine, feed.state.get(s).engine.heatmap
+                return not engine.unsettled and shown is not None and shown.seq == engine.heatmap.seq > 0
+
+            wait_for(lambda: all(settled(s) for s in SYMBOLS), 2, "the deferred timer work settled and published")
         finally:
             exchange.resume()
     finally:

@@ -7,9 +7,11 @@ SharedState and the recorder, at two loads:
   (~36 messages/s a pair, ~730/s), for 2 minutes after a 30 s warm-up.
 
 The exchange runs in its own process (``helios exchange --synthetic``, 20 symbols), so this process's CPU
-is the feed's alone. It sends every pair's messages of a 100 ms step at once, so one socket read brings all
-of them (20 at the issue's load, ~70 at the heavier one), handled one after the other on the feed thread:
-the later frames of a read wait for the earlier ones. Figures:
+is the feed's alone. It sends every pair's messages of a 100 ms step at once; each pair's book comes on its
+own connection (ccxt's Binance client spreads subscriptions over streams), so the feed thread reads 20
+sockets in one burst and handles their frames one after the other: the later frames wait for the earlier
+ones. Every pair's heatmap column (500 ms) and wall scan (2 s) fall due in the same burst; the feed defers
+them until the burst is published (``PairEngine(defer_timers=True)``). Figures:
 
 - ``state_read_us``: one ``SharedState.get(pair)`` plus reading a field of its engine state, from another
   thread while the feed publishes (mean over many reads); ``state_healthy_us``: one ``is_healthy(pair)``.
