@@ -20,13 +20,14 @@ on other threads. Closed candles (``CandleFeatures``) go to ``on_candle`` and to
 
 Deferred timers (``defer_timers=True``, the live feed's choice): every pair's heatmap column and wall scan
 fall due at the same grid instant, so on a live feed they all land in one socket read and the last pair's
-update waits for twenty of them. With deferral, a due column or scan only takes a copy of the book (a dict
-copy, microseconds) and is computed by ``settle()``, which the feed calls once the read's frames are
-published. The results are the same as without deferral: the work is done on the same copy of the book,
-in the same order, and ``settle()`` runs by itself before anything that could see its effect (a trade, a
-gap, a snapshot, a candle close, ``partial_candle()``). Only ``snapshot()`` taken meanwhile shows the state
-as of just before the timer (the newest column and scan not yet there); the feed publishes again after
-settling.
+update waits for twenty of them. With deferral, a due column or scan is only queued, and ``settle()``
+(which the feed calls once the read's frames are published) computes it on the book as it was at the grid
+point: diffs applied meanwhile note the amounts they replaced (an undo log of a few levels per diff), so
+no copy of the book is taken on the hot path. The results are the same as without deferral (whole-book
+arrays are sorted by price, so the order levels were inserted in does not matter), and ``settle()`` runs
+by itself before anything that could see its effect (a trade, a gap, a snapshot, a candle close, the next
+timers, ``partial_candle()``). Only ``snapshot()`` taken meanwhile shows the state as of just before the
+timer (the newest column and scan not yet there); the feed publishes again after settling.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ NAN = math.nan
 _NEVER = 1 << 62  # a timer that never fires
 _DAY_US = 86_400_000_000
 _FAST_FORWARD_US = 600_000_000  # jumps longer than this skip grid points whose results would be overwritten
-_BookCopy = tuple[dict[float, float], dict[float, float]]  # (bid levels, ask levels) at one instant
+_Undo = tuple[dict[float, float | None], dict[float, float | None]]  # per side: price -> amount before (None: absent)
 _BookArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # bid prices, sizes, ask prices, sizes
 
 
@@ -179,11 +180,11 @@ class PairEngine:
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._arrays_version = -1
         self.defer_timers = defer_timers
-        #: Timer work left to ``settle()``, in firing order: (function, args, book copy or None); the
-        #: function gets ``args`` and the copy's arrays (or None).
-        self._deferred: list[tuple[Callable[..., None], tuple, _BookCopy | None]] = []
-        self._copy: _BookCopy | None = None
-        self._copy_version = -1
+        #: Timer work left to ``settle()``, in firing order: (function, args, needs the book); the function
+        #: gets ``args`` and the book's arrays as of the timers (or None).
+        self._deferred: list[tuple[Callable[..., None], tuple, bool]] = []
+        #: While work that needs the book waits: what the diffs applied since changed (see ``settle``).
+        self._undo: _Undo | None = None
         self._last_mid = NAN
         self.cvd = Cvd()
         self.vwap = SessionVwap()
@@ -232,8 +233,19 @@ class PairEngine:
         self.events += 1
         t = type(ev)
         if t is BookDelta:
-            # Applying a diff reads nothing deferred work writes, and deferred work reads its own copy of
-            # the book: the diff need not wait for it.
+            # Applying a diff reads nothing deferred work writes: it need not wait for it, it only notes
+            # the amounts it replaces, so the work still sees the book of its own time.
+            undo = self._undo
+            if undo is not None:
+                ub, ua = undo
+                levels = self.book.bids.levels
+                for p, _ in ev.bids:  # type: ignore[union-attr]
+                    if p not in ub:
+                        ub[p] = levels.get(p)
+                levels = self.book.asks.levels
+                for p, _ in ev.asks:  # type: ignore[union-attr]
+                    if p not in ua:
+                        ua[p] = levels.get(p)
             res = self.sync.on_delta(ev)  # type: ignore[arg-type]
             if res is DeltaResult.APPLIED:
                 self._bid_top.apply(ev.bids)  # type: ignore[union-attr]
@@ -351,6 +363,8 @@ class PairEngine:
         if self._next_due < 0:
             self._start_clock(ts)
             return
+        if self._deferred:  # at most one instant's work waits (one undo log)
+            self.settle()
         if ts - self.clock_us > _FAST_FORWARD_US:
             self._fast_forward(ts)
         while self._next_due <= ts:
@@ -417,12 +431,10 @@ class PairEngine:
             self._arrays_version = self._book_version
         return self._arrays
 
-    def _book_copy(self) -> _BookCopy:
-        """The book's levels as of now, for deferred work (shared by the timers of one instant)."""
-        if self._copy_version != self._book_version or self._copy is None:
-            self._copy = (dict(self.book.bids.levels), dict(self.book.asks.levels))
-            self._copy_version = self._book_version
-        return self._copy
+    def _defer(self, fn: Callable[..., None], args: tuple, needs_book: bool) -> None:
+        self._deferred.append((fn, args, needs_book))
+        if needs_book and self._undo is None:
+            self._undo = ({}, {})
 
     @property
     def unsettled(self) -> bool:
@@ -432,15 +444,28 @@ class PairEngine:
     def settle(self) -> None:
         """Do the deferred timer work, in the order it fell due (a no-op without deferral)."""
         jobs, self._deferred = self._deferred, []
-        made: _BookCopy | None = None
-        arrays = None
-        for fn, args, copy in jobs:
-            if copy is None:
-                fn(*args, None)
-                continue
-            if copy is not made:  # the timers of one instant share one copy: its arrays are made once
-                made, arrays = copy, _arrays(*copy)
-            fn(*args, arrays)
+        undo, self._undo = self._undo, None
+        arrays: _BookArrays | None = None
+        for fn, args, needs_book in jobs:
+            if needs_book and arrays is None:
+                arrays = self._arrays_before(undo)
+            fn(*args, arrays if needs_book else None)
+
+    def _arrays_before(self, undo: _Undo | None) -> _BookArrays:
+        """The book's arrays as they were before the diffs noted in ``undo``."""
+        if undo is None or not (undo[0] or undo[1]):
+            return self._book_arrays()
+        sides = []
+        for levels, changed in ((self.book.bids.levels, undo[0]), (self.book.asks.levels, undo[1])):
+            if changed:
+                levels = dict(levels)
+                for p, q in changed.items():
+                    if q is None:
+                        levels.pop(p, None)
+                    else:
+                        levels[p] = q
+            sides.append(levels)
+        return _arrays(sides[0], sides[1])
 
     def _mid(self) -> float:
         return (self._prev_bids[0][0] + self._prev_asks[0][0]) / 2.0
@@ -453,12 +478,12 @@ class PairEngine:
             mid = self._mid()
             self._last_mid = mid
             if self.defer_timers:
-                self._deferred.append((self._sample_column, (hm, t, mid, hm.take_trades()), self._book_copy()))
+                self._defer(self._sample_column, (hm, t, mid, hm.take_trades()), True)
             else:
                 hm.sample(t, mid, self._book_arrays())
         elif not math.isnan(self._last_mid):
             if self.defer_timers:  # columns stay in order behind any deferred one
-                self._deferred.append((self._sample_column, (hm, t, self._last_mid, hm.take_trades()), None))
+                self._defer(self._sample_column, (hm, t, self._last_mid, hm.take_trades()), False)
             else:
                 hm.sample(t, self._last_mid, None)
 
@@ -470,14 +495,14 @@ class PairEngine:
     def _scan(self, t: int) -> None:
         if not self._book_ok or self.walls is None:
             if self.defer_timers and self._deferred:
-                self._deferred.append((self._scan_book, (t, NAN), None))
+                self._defer(self._scan_book, (t, NAN), False)
             else:
                 self.depth_imbalance = NAN
             return
         mid = self._mid()
         self._last_mid = mid
         if self.defer_timers:
-            self._deferred.append((self._scan_book, (t, mid), self._book_copy()))
+            self._defer(self._scan_book, (t, mid), True)
         else:
             self._scan_book(t, mid, self._book_arrays())
 
@@ -567,8 +592,12 @@ class PairEngine:
 
 
 def _arrays(bids: dict[float, float], asks: dict[float, float]) -> _BookArrays:
-    """(bid prices, bid sizes, ask prices, ask sizes) of a book's levels, in the dicts' order."""
-    return (
-        np.fromiter(bids.keys(), np.float64, len(bids)), np.fromiter(bids.values(), np.float64, len(bids)),
-        np.fromiter(asks.keys(), np.float64, len(asks)), np.fromiter(asks.values(), np.float64, len(asks)),
-    )
+    """(bid prices, bid sizes, ask prices, ask sizes) of a book's levels, ascending by price: sums over
+    them then do not depend on the order the levels were inserted in (a deferred timer's book is rebuilt)."""
+    out = []
+    for levels in (bids, asks):
+        p = np.fromiter(levels.keys(), np.float64, len(levels))
+        q = np.fromiter(levels.values(), np.float64, len(levels))
+        order = np.argsort(p)
+        out += [p[order], q[order]]
+    return out[0], out[1], out[2], out[3]
