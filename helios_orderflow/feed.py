@@ -387,7 +387,7 @@ class _Runner:
         #: websocket URL -> connection losses seen by the frame guard (see ``_guard_frames``)
         self.losses: dict[str, int] = {}
         self._dirty: dict[str, _Pair] = {}  # pairs waiting for ``_publish_dirty``
-        self._unsettled: dict[str, _Pair] = {}  # pairs whose engine waits for ``_settle_pending``
+        self._unsettled: dict[str, _Pair] = {}  # pairs whose engine waits for ``_settle_next``, oldest first
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{feed.exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -789,27 +789,35 @@ class _Runner:
             loop = self.loop
             if loop is None:
                 self._unsettled[p.symbol] = p
-                self._settle_pending()
+                while self._unsettled:
+                    self._settle_next()
                 return
-            loop.call_soon(self._settle_pending)
+            loop.call_soon(self._settle_next)
         self._unsettled[p.symbol] = p
 
-    def _settle_pending(self) -> None:
-        pending, self._unsettled = self._unsettled, {}
-        for p in pending.values():
-            if p.engine is None or p.engine_broken:
-                continue
-            try:
-                p.engine.settle()  # type: ignore[attr-defined]
-            except Exception:
-                self.stats.engine_errors += 1
-                p.engine_broken = True
-                p.health.on_error("error", "engine failed in its timer work; order-flow state frozen", book=False)
-                log.exception("%s: the engine failed; its state is frozen (the recording goes on)", p.symbol)
-            try:
-                self._publish(p)
-            except Exception:
-                log.exception("%s: publishing failed", p.symbol)
+    def _settle_next(self) -> None:
+        """Settle one pair, then yield to the loop before the next: frames read meanwhile (and the trades
+        waiting for ``_publish_dirty``) wait for one pair's timer work at most, not for every pair's."""
+        if not self._unsettled:
+            return
+        symbol = next(iter(self._unsettled))
+        p = self._unsettled.pop(symbol)
+        if self._unsettled and self.loop is not None:
+            self.loop.call_soon(self._settle_next)
+        engine = p.engine
+        if engine is None or p.engine_broken or not getattr(engine, "unsettled", False):
+            return  # settled already (a trade or the next timers did it) and published since
+        try:
+            engine.settle()  # type: ignore[attr-defined]
+        except Exception:
+            self.stats.engine_errors += 1
+            p.engine_broken = True
+            p.health.on_error("error", "engine failed in its timer work; order-flow state frozen", book=False)
+            log.exception("%s: the engine failed; its state is frozen (the recording goes on)", p.symbol)
+        try:
+            self._publish(p)
+        except Exception:
+            log.exception("%s: publishing failed", p.symbol)
 
     def _publish(self, p: _Pair) -> None:
         """Swap in a new immutable snapshot of the pair."""
