@@ -26,7 +26,9 @@ them until the burst is published (``PairEngine(defer_timers=True)``). Figures:
   warm-up, at the end, and its least-squares slope over the measurement, with default settings (the 1 h
   heatmap ring is written through when allocated, so it does not creep; the feed pins glibc's mmap
   threshold, without which the heap fragments: see helios_orderflow/malloc.py). The synthetic books gain
-  levels over the first hours (up to ``feed.book_depth`` a side), a bounded rise of a few hundred kB/min.
+  levels over the first hours (levels within 300 grid steps of the best stay, so each side fills up as the
+  price wanders): ``feed_book_levels_start``/``_end`` count them in the engines, and
+  ``feed_rss_slope_2nd_half_mb_per_min`` is the slope over the last five minutes only.
   With ``quick`` (10 s warm-up, 40 s) the recorder's first segments are still open: its RSS slope is not a leak measure.
 """
 
@@ -236,6 +238,12 @@ def _time_observations(timing: _Timing) -> Iterator[None]:
         ResponseHandler.data_received = data_received  # type: ignore[method-assign]
 
 
+def _book_levels(feed: Feed) -> int:
+    """Price levels in every pair's engine book (both sides): the synthetic books fill up for hours."""
+    return sum(len(p.engine.book.bids) + len(p.engine.book.asks)  # type: ignore[attr-defined]
+               for p in feed._pairs.values() if p.engine is not None)
+
+
 def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float]) -> None:
     """Read SharedState from another thread while the feed publishes."""
     n = 0
@@ -287,9 +295,11 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
                 cpu0 = os.times()
                 wall0 = time.monotonic()
                 rss: list[tuple[float, float]] = [(0.0, _rss_mb())]
+                levels = [_book_levels(feed)]
                 while time.monotonic() - wall0 < measure_s:
                     time.sleep(min(5.0, measure_s / 10))
                     rss.append((time.monotonic() - wall0, _rss_mb()))
+                    levels.append(_book_levels(feed))
                 cpu1 = os.times()
                 wall = time.monotonic() - wall0
                 events = feed.stats.events - events0
@@ -304,10 +314,14 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     xs = [t for t, _ in rss]
     ys = [m for _, m in rss]
+    half = len(rss) // 2
     return {
         "timing": timing, "reads": reads, "healthy": healthy, "events_per_s": events / wall,
         "cpu_cores": cpu / wall, "rss": ys, "measure_s": wall,
         "rss_slope": statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan"),
+        "rss_slope_2nd_half": (statistics.linear_regression(xs[half:], ys[half:]).slope * 60
+                               if len(rss) - half > 2 else float("nan")),
+        "levels": levels,
     }
 
 
@@ -330,6 +344,9 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_rss_start_mb": spec["rss"][0],
         "feed_rss_end_mb": spec["rss"][-1],
         "feed_rss_slope_mb_per_min": spec["rss_slope"],
+        "feed_rss_slope_2nd_half_mb_per_min": spec["rss_slope_2nd_half"],
+        "feed_book_levels_start": spec["levels"][0],
+        "feed_book_levels_end": spec["levels"][-1],
         "feed_measure_s": round(spec["measure_s"]),
         "feed_full_pairs_healthy_at_end": full["healthy"],
         "feed_full_events_per_s": full["events_per_s"],
