@@ -115,7 +115,11 @@ def test_fault_is_detected_and_the_book_resyncs_within_2_s_after_it_clears(fault
             cleared_us = time.time_ns() // 1000
             took = wait_for(lambda: all(feed.state.is_healthy(s) and feed.state.get(s).health.in_sync for s in SYMBOLS),
                             10, "both pairs healthy after the fault cleared")
-            time.sleep(0.5)
+            # Twenty more book updates (2 s of diffs), so the check below sees the resynced book run on; a
+            # fixed sleep saw too few on a loaded machine.
+            resumed = {s: feed.state.get(s).health.book_updates for s in SYMBOLS}
+            wait_for(lambda: all(feed.state.get(s).health.book_updates >= resumed[s] + 20 for s in SYMBOLS), 15,
+                     "twenty book updates after the resync")
             exchange.freeze()
             final = {s: exchange.book(s, 100) for s in SYMBOLS}
             wait_for(lambda: all(feed.state.get(s).best_bid == final[s][1][0][0] for s in SYMBOLS), 5,
