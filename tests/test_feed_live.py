@@ -39,6 +39,20 @@ def wait_for(cond: Any, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def assert_trade_jumps_declared(events: list[Any], symbol: str) -> None:
+    """Every jump in ``symbol``'s recorded trade ids has a declared gap (``FeedGap``) before it."""
+    last_id, gap_since = None, False
+    for ev in events:
+        if ev.symbol != symbol:
+            continue
+        if isinstance(ev, FeedGap):
+            gap_since = True
+        elif isinstance(ev, Trade):
+            tid = int(ev.trade_id)
+            assert last_id is None or tid == last_id + 1 or gap_since, f"{symbol}: {last_id} -> {tid} undeclared"
+            last_id, gap_since = tid, False
+
+
 @pytest.fixture(scope="module")
 def exchange():
     handle = start_in_thread(SyntheticSource(SYMBOLS, seed=11), record=True, record_depth=100, record_history=100_000)
@@ -230,18 +244,8 @@ def test_a_trades_connection_lost_while_the_feed_is_busy_is_declared_as_a_gap(ex
     gaps = [ev for ev in events if isinstance(ev, FeedGap) and "between two reads" in ev.reason]
     assert {g.symbol for g in gaps} == {"BTC/USDT", "ETH/USDT"} and len(gaps) == 4
     assert feed.state.get("ETH/USDT").health.reconnects == 2
-    # every jump in trade ids has a declared gap before it
     for symbol in ("BTC/USDT", "ETH/USDT"):
-        last_id, gap_since = None, False
-        for ev in events:
-            if ev.symbol != symbol:
-                continue
-            if isinstance(ev, FeedGap):
-                gap_since = True
-            elif isinstance(ev, Trade):
-                tid = int(ev.trade_id)
-                assert last_id is None or tid == last_id + 1 or gap_since, f"{symbol}: {last_id} -> {tid} undeclared"
-                last_id, gap_since = tid, False
+        assert_trade_jumps_declared(events, symbol)
 
 
 def test_a_frame_handled_after_its_connection_was_lost_is_dropped_not_recorded_after_the_gap(exchange,
@@ -289,11 +293,4 @@ def test_a_frame_handled_after_its_connection_was_lost_is_dropped_not_recorded_a
     trade_ids = [int(ev.trade_id) for ev in events if isinstance(ev, Trade)]
     assert held[0] not in trade_ids, "the frame handled after the loss was recorded"
     assert held[0] - 1 in trade_ids  # everything before it was kept
-    last_id, gap_since = None, False
-    for ev in events:
-        if isinstance(ev, FeedGap):
-            gap_since = True
-        elif isinstance(ev, Trade):
-            tid = int(ev.trade_id)
-            assert last_id is None or tid == last_id + 1 or gap_since, f"{last_id} -> {tid} undeclared"
-            last_id, gap_since = tid, False
+    assert_trade_jumps_declared(events, "BTC/USDT")
