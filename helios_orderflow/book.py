@@ -97,7 +97,11 @@ class BookSide:
         # Almost every Binance message adds or removes a price, so the sorted view is simply redone
         # on the next sorted read rather than tracking whether this message changed the price set.
         self._sorted = None
-        if len(pending) > 4 * len(levels) + 4096:
+        # Bounded: each pending entry keeps its price's float alive after the level is gone. In a market
+        # whose best rarely empties, nothing else clears the list (a synthetic 190-level side gained 2-3
+        # a second, ~6 MB over 20 pairs in half an hour, before the old bound of 4n + 4096); the rebuild
+        # is one heapify of the live prices per 1024 or more insertions.
+        if len(pending) > len(levels) + 1024:
             self._rebuild_heap()
 
     def set(self, price: float, amount: float) -> None:

@@ -184,3 +184,18 @@ def test_exchange_command_prints_its_urls_and_stops_cleanly_on_sigterm(tmp_path)
     assert config["urls"]["api"]["public"] == f"{proc.url}/api/v3"
     assert config["urls"]["api"]["ws"]["spot"] == proc.url.replace("http", "ws") + "/stream"
     assert "helios exchange: stopped;" in text and "Traceback" not in text
+
+
+def test_exchange_command_warms_its_market_up_before_serving(tmp_path):
+    import urllib.request
+
+    from helios_orderflow.exchange import start_subprocess
+
+    fresh = SyntheticSource(["BTC/USDT"], seed=0, history_minutes=0).states[0]
+    with start_subprocess(["--synthetic", "--symbols", "BTC/USDT", "--history-minutes", "10",
+                           "--warm-up-minutes", "10"], tmp_path / "exchange.log") as proc:
+        with urllib.request.urlopen(f"{proc.url}/api/v3/depth?symbol=BTCUSDT&limit=5000", timeout=10) as r:
+            depth = json.loads(r.read())
+    served = len(depth["bids"]) + len(depth["asks"])
+    assert served >= 1.2 * (len(fresh.bids) + len(fresh.asks))  # a lived-in book, not the seeded one
+    assert depth["lastUpdateId"] > fresh.last_update_id + 50_000  # ten minutes of changes behind it

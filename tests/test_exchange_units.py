@@ -57,6 +57,28 @@ def test_synthetic_market_is_a_function_of_seed_and_elapsed_time_not_of_call_chu
     assert len(one_go[0][3]) > 20  # trades happened in 30 s
 
 
+def test_a_warmed_up_synthetic_market_serves_the_book_the_model_reached_and_a_fuller_one_than_at_seeding():
+    symbols = ["BTC/USDT", "SOL/USDT"]
+    warm = SyntheticSource(symbols, seed=3, origin_us=ORIGIN, history_minutes=5, warm_up_s=900)
+    # The same market started 15 minutes earlier and run up to ORIGIN by hand.
+    by_hand = SyntheticSource(symbols, seed=3, origin_us=ORIGIN - 900_000_000, history_minutes=5)
+    by_hand.advance(ORIGIN)
+    fresh = SyntheticSource(symbols, seed=3, origin_us=ORIGIN, history_minutes=5)
+    for w, h, f in zip(warm.states, by_hand.states, fresh.states, strict=True):
+        h.flush(ORIGIN // 1000)
+        assert (w.bids, w.asks, w.last_update_id) == (h.bids, h.asks, h.last_update_id)
+        assert len(w.bids) + len(w.asks) >= 1.2 * (len(f.bids) + len(f.asks))
+        # The warm-up's changes are history: serving starts with nothing pending, ids continuing.
+        assert w._pend_ops == 0 and w.last_update_id > f.last_update_id + 50_000
+        # Candles: the 5 back-filled minutes end where the warm-up starts, its trades make the next 15.
+        start_minute = (ORIGIN - 900_000_000) // 60_000_000
+        assert (w.candles.first, w.candles.last) == (start_minute - 5, ORIGIN // 60_000_000 - 1)
+        assert all(w.candles.minutes[m][7] > 0 for m in range(start_minute, start_minute + 15))  # traded
+    assert warm.origin_us == ORIGIN
+    with pytest.raises(HeliosError, match="warm-up must be >= 0"):
+        SyntheticSource(symbols, warm_up_s=-1)
+
+
 def test_synthetic_book_is_never_crossed_and_shows_walls_trends_and_reversals_within_ten_minutes():
     src = SyntheticSource(["BTC/USDT", "SOL/USDT"], seed=11, origin_us=ORIGIN, history_minutes=0)
     t = ORIGIN

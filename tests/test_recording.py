@@ -281,6 +281,22 @@ def test_intermediate_flushes_do_not_change_the_final_files(events: tuple[Event,
     assert [k for k in plain if plain[k] != flushed[k]] == []
 
 
+def test_segment_buffers_come_from_the_system_allocator_not_pyarrows_default_pool(
+    events: tuple[Event, ...], tmp_path: Path
+) -> None:
+    # Why: mimalloc (pyarrow's default) kept rewritten segments' pages resident in a live recorder; see writer.py.
+    default, system = pa.default_memory_pool(), pa.system_memory_pool()
+    before_default, before_system = default.bytes_allocated(), system.bytes_allocated()
+    writer = RecordingWriter(tmp_path, RecordingSettings(segment_s=3600.0), flush_by_time=False)
+    writer.write_many(events[:20000])
+    writer.flush()  # segments sealed into Arrow batches and written, still open
+    held = system.bytes_allocated() - before_system
+    assert held > 100_000  # the open segments' columns
+    assert default.bytes_allocated() == before_default
+    writer.close()
+    assert system.bytes_allocated() <= before_system + held // 10
+
+
 # ---- durability and commits -------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 SharedState and the recorder, at two loads:
 
 - the issue's load (figures ``feed_*``): 20 pairs x 10 messages/s, i.e. every pair's ``@depth@100ms``
-  diff stream (200 messages/s), with default settings, for 10 minutes after a 60 s warm-up;
+  diff stream (200 messages/s), with default settings, for 10 minutes after a 3-minute warm-up;
 - a heavier one (``feed_full_*``): the same pairs with their trades and best bid/offer streams too
   (~36 messages/s a pair, ~730/s), for 2 minutes after a 30 s warm-up.
 
@@ -23,12 +23,18 @@ them until the burst is published (``PairEngine(defer_timers=True)``). Figures:
 - ``feed_cpu_cores``: this process's CPU time over wall time while measuring (feed thread, ccxt,
   engine, recorder thread).
 - ``feed_rss_start_mb`` / ``feed_rss_end_mb`` / ``feed_rss_slope_mb_per_min``: resident memory after the
-  warm-up, at the end, and its least-squares slope over the measurement, with default settings (the 1 h
-  heatmap ring is written through when allocated, so it does not creep; the feed pins glibc's mmap
-  threshold, without which the heap fragments: see helios_orderflow/malloc.py). The synthetic books gain
-  levels over the first hours (levels within 300 grid steps of the best stay, so each side fills up as the
-  price wanders): ``feed_book_levels_start``/``_end`` count them in the engines, and
-  ``feed_rss_slope_2nd_half_mb_per_min`` is the slope over the last five minutes only.
+  warm-up, at the end, and its least-squares slope over the measurement (sampled every second), with
+  default settings. The recorder holds each stream's open segment (``recording.segment_s``, 60 s) in
+  memory, so RSS is a sawtooth of that period: ``feed_rss_peak_first_2min_mb`` / ``_last_2min_mb`` are
+  its peaks over the first and last two minutes and ``feed_rss_growth_pct`` the change between them
+  (the soak's method). The 1 h heatmap ring is written through when allocated, so it does not creep; the
+  feed pins glibc's mmap threshold, without which the heap fragments (see helios_orderflow/malloc.py).
+  The exchange runs its market 15 simulated minutes before serving (``--warm-up-minutes``): a freshly
+  seeded synthetic book fills up over about ten, which a memory figure would otherwise count as growth.
+  ``feed_book_levels_start``/``_end`` count the levels in the engines' books, and
+  ``feed_rss_slope_2nd_half_mb_per_min`` is the slope over the last five minutes only. The warm-up is
+  three recorder segments long: the allocators' working sets (glibc's heap, the interpreter's interned
+  string table, which pathlib churns with every segment file name) step up in the first minutes.
   With ``quick`` (10 s warm-up, 40 s) the recorder's first segments are still open: its RSS slope is not a leak measure.
 """
 
@@ -57,6 +63,7 @@ PAIRS = 20
 _BASES = ["BTC", "ETH", "BNB", "SOL", "XRP", "DOGE", "ADA", "LTC", "LINK", "AVAX",
           "DOT", "TRX", "ATOM", "NEAR", "UNI", "FIL", "APT", "ARB", "OP", "SUI"]
 SYMBOLS = [f"{b}/USDT" for b in _BASES[:PAIRS]]
+WARM_UP_MINUTES = 15  # the exchange's market runs this long before serving: its books are full
 
 
 def _rss_mb() -> float:
@@ -239,7 +246,7 @@ def _time_observations(timing: _Timing) -> Iterator[None]:
 
 
 def _book_levels(feed: Feed) -> int:
-    """Price levels in every pair's engine book (both sides): the synthetic books fill up for hours."""
+    """Price levels in every pair's engine book (both sides): flat when the exchange's market is warmed up."""
     return sum(len(p.engine.book.bids) + len(p.engine.book.asks)  # type: ignore[attr-defined]
                for p in feed._pairs.values() if p.engine is not None)
 
@@ -270,7 +277,8 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
     """Run the feed on 20 pairs against the exchange subprocess; the raw figures of one load."""
     timing = _Timing()
     with tempfile.TemporaryDirectory(prefix="helios-bench-feed-") as tmp, _time_observations(timing):
-        proc = start_subprocess(["--synthetic", "--seed", "7", "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
+        proc = start_subprocess(["--synthetic", "--seed", "7", "--warm-up-minutes", str(WARM_UP_MINUTES),
+                                 "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
         try:
             settings = HeliosSettings.from_dict({"feed": feed_settings})
             state = _TimedState("binance", SYMBOLS, settings.health)
@@ -296,10 +304,13 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
                 wall0 = time.monotonic()
                 rss: list[tuple[float, float]] = [(0.0, _rss_mb())]
                 levels = [_book_levels(feed)]
+                tick = 0
                 while time.monotonic() - wall0 < measure_s:
-                    time.sleep(min(5.0, measure_s / 10))
+                    time.sleep(1.0)
                     rss.append((time.monotonic() - wall0, _rss_mb()))
-                    levels.append(_book_levels(feed))
+                    tick += 1
+                    if tick % 5 == 0:
+                        levels.append(_book_levels(feed))
                 cpu1 = os.times()
                 wall = time.monotonic() - wall0
                 events = feed.stats.events - events0
@@ -315,18 +326,23 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
     xs = [t for t, _ in rss]
     ys = [m for _, m in rss]
     half = len(rss) // 2
+    # The recorder's open segments (recording.segment_s, 60 s) make RSS a sawtooth: compare its peaks over
+    # whole periods at the start and the end (the soak's method), not single samples.
+    window = min(120.0, wall / 3)
+    first_peak = max(m for t, m in rss if t <= window)
+    last_peak = max(m for t, m in rss if t >= wall - window)
     return {
         "timing": timing, "reads": reads, "healthy": healthy, "events_per_s": events / wall,
         "cpu_cores": cpu / wall, "rss": ys, "measure_s": wall,
         "rss_slope": statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan"),
         "rss_slope_2nd_half": (statistics.linear_regression(xs[half:], ys[half:]).slope * 60
                                if len(rss) - half > 2 else float("nan")),
-        "levels": levels,
+        "levels": levels, "rss_peaks": (first_peak, last_peak),
     }
 
 
 def run(quick: bool = False) -> dict[str, float | int | str]:
-    spec = _measure({"trades": False, "bbo": False}, *((10.0, 40.0) if quick else (60.0, 600.0)))
+    spec = _measure({"trades": False, "bbo": False}, *((10.0, 40.0) if quick else (180.0, 600.0)))
     full = _measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)))
     t, f = spec["timing"], full["timing"]
     return {
@@ -345,6 +361,9 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_rss_end_mb": spec["rss"][-1],
         "feed_rss_slope_mb_per_min": spec["rss_slope"],
         "feed_rss_slope_2nd_half_mb_per_min": spec["rss_slope_2nd_half"],
+        "feed_rss_peak_first_2min_mb": spec["rss_peaks"][0],
+        "feed_rss_peak_last_2min_mb": spec["rss_peaks"][1],
+        "feed_rss_growth_pct": (spec["rss_peaks"][1] / spec["rss_peaks"][0] - 1) * 100,
         "feed_book_levels_start": spec["levels"][0],
         "feed_book_levels_end": spec["levels"][-1],
         "feed_measure_s": round(spec["measure_s"]),

@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="synthetic: the market's seed (default 0)")
     p.add_argument("--history-minutes", type=int, default=3000,
                    help="1m candles back-filled before start so indicators are warm (default 3000)")
+    p.add_argument("--warm-up-minutes", type=float, default=0.0,
+                   help="synthetic: run the market this many simulated minutes before serving, so its book is "
+                        "lived-in (about 10 fills it up; default 0: a freshly seeded book)")
     p.add_argument("--speed", type=float, default=1.0, help="replay: play X times faster (default 1)")
     p.add_argument("--loop", action="store_true", help="replay: start over at the end, ids continuing")
     p.add_argument("--faults", default=None, metavar="SPEC",
@@ -44,7 +47,7 @@ def build_source(args: argparse.Namespace) -> Any:
         from ..exchange.synthetic import SyntheticSource
 
         return SyntheticSource(args.symbols or DEFAULT_SYMBOLS, seed=args.seed,
-                               history_minutes=args.history_minutes)
+                               history_minutes=args.history_minutes, warm_up_s=args.warm_up_minutes * 60)
     from ..exchange.replay import ReplaySource
 
     return ReplaySource(args.replay, symbols=args.symbols, speed=args.speed, loop=args.loop,

@@ -339,30 +339,46 @@ class SyntheticModel:
 class SyntheticSource:
     """The synthetic market of several symbols, as a server market source.
 
-    ``origin_us`` defaults to now (whole seconds); each symbol gets ``history_minutes`` of
-    back-filled 1m candles ending at ``origin_us`` so indicators are warm at start.
+    ``origin_us`` (when serving starts) defaults to now (whole seconds); each symbol gets
+    ``history_minutes`` of back-filled 1m candles so indicators are warm at start.
+
+    ``warm_up_s``: run the model that many simulated seconds before ``origin_us`` (the models start at
+    ``origin_us - warm_up_s``, the back-filled candles end there, and the warm-up's own trades make the
+    candles after). A freshly seeded book holds ~150 levels a side and fills up to its equilibrium
+    (~190 a side, levels within ``TRIM_LEVELS`` grid steps of the best) over about 10 simulated minutes;
+    with a warm-up of that length the market is served as a lived-in one, like a real venue's (the feed
+    benchmark measures memory on it). Costs ~0.025 s of CPU per symbol and simulated minute.
     """
 
     def __init__(self, symbols: list[str], seed: int = 0, origin_us: int | None = None,
-                 history_minutes: int = 3000) -> None:
+                 history_minutes: int = 3000, warm_up_s: float = 0.0) -> None:
         from .instruments import instrument
 
         if not symbols:
             raise HeliosError("the synthetic market needs at least one symbol, e.g. --symbols BTC/USDT ETH/USDT")
+        if warm_up_s < 0:
+            raise HeliosError(f"the synthetic market's warm-up must be >= 0 seconds, got {warm_up_s}")
         if origin_us is None:
             origin_us = int(time.time()) * 1_000_000
         self.origin_us = origin_us
         self.seed = seed
         self.states: list[MarketState] = []
         self.models: list[SyntheticModel] = []
+        start_us = origin_us - round(warm_up_s * 1_000_000)
         for symbol in symbols:
             inst = instrument(symbol)
             state = MarketState(inst)
-            model = SyntheticModel(inst, seed, state, origin_us)
-            state.candles.backfill(origin_us // 1000, history_minutes, f"{seed}:{symbol}", model.minute_qty_units,
+            model = SyntheticModel(inst, seed, state, start_us)
+            state.candles.backfill(start_us // 1000, history_minutes, f"{seed}:{symbol}", model.minute_qty_units,
                                    model.best_ask * model.grid)
             self.states.append(state)
             self.models.append(model)
+        if start_us < origin_us:
+            # The warm-up's level changes are history: closed into one diff nobody is sent (update ids
+            # move on, as on a venue that ran before the client came).
+            self.advance(origin_us)
+            for state in self.states:
+                state.flush(origin_us // 1000)
 
     def advance(self, until_us: int) -> None:
         for model in self.models:
