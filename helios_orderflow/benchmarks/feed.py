@@ -304,12 +304,10 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
                 wall0 = time.monotonic()
                 rss: list[tuple[float, float]] = [(0.0, _rss_mb())]
                 levels = [_book_levels(feed)]
-                tick = 0
                 while time.monotonic() - wall0 < measure_s:
                     time.sleep(1.0)
                     rss.append((time.monotonic() - wall0, _rss_mb()))
-                    tick += 1
-                    if tick % 5 == 0:
+                    if len(rss) % 5 == 1:  # levels every 5 s
                         levels.append(_book_levels(feed))
                 cpu1 = os.times()
                 wall = time.monotonic() - wall0
