@@ -27,8 +27,11 @@ them until the burst is published (``PairEngine(defer_timers=True)``). Figures:
   default settings. The recorder holds each stream's open segment (``recording.segment_s``, 60 s) in
   memory, so RSS is a sawtooth of that period: ``feed_rss_peak_first_2min_mb`` / ``_last_2min_mb`` are
   its peaks over the first and last two minutes and ``feed_rss_growth_pct`` the change between them
-  (the soak's method). The 1 h heatmap ring is written through when allocated, so it does not creep; the
-  feed pins glibc's mmap threshold, without which the heap fragments (see helios_orderflow/malloc.py).
+  (the soak's method). One transient spike in the last two minutes moves that figure by its size;
+  ``feed_rss_minute_peaks_growth_pct`` does not: it takes each whole minute's peak and compares the median
+  of the last three with the median of the first three. The 1 h heatmap ring is written through when
+  allocated, so it does not creep; the feed pins glibc's mmap threshold, without which the heap
+  fragments (see helios_orderflow/malloc.py).
   The exchange runs its market 15 simulated minutes before serving (``--warm-up-minutes``): a freshly
   seeded synthetic book fills up over about ten, which a memory figure would otherwise count as growth.
   ``feed_book_levels_start``/``_end`` count the levels in the engines' books, and
@@ -335,8 +338,23 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -
         "rss_slope": statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan"),
         "rss_slope_2nd_half": (statistics.linear_regression(xs[half:], ys[half:]).slope * 60
                                if len(rss) - half > 2 else float("nan")),
-        "levels": levels, "rss_peaks": (first_peak, last_peak),
+        "levels": levels, "rss_peaks": (first_peak, last_peak), "rss_peak_growth": peak_growth_pct(rss),
     }
+
+
+def peak_growth_pct(samples: list[tuple[float, float]], period_s: float = 60.0, periods: int = 3) -> float:
+    """Growth of a sawtooth's peaks that one transient spike does not move: the peak of each whole
+    ``period_s`` window of ``(t, value)`` samples, then the median of the last ``periods`` peaks against the
+    median of the first ``periods`` (fewer when the series is short), in percent."""
+    peaks: dict[int, float] = {}
+    for t, v in samples:
+        k = int(t // period_s)
+        peaks[k] = max(v, peaks.get(k, v))
+    whole = [peaks[k] for k in sorted(peaks) if (k + 1) * period_s <= samples[-1][0] + 1e-9]
+    n = min(periods, len(whole) // 2)
+    if n == 0:
+        return float("nan")
+    return (statistics.median(whole[-n:]) / statistics.median(whole[:n]) - 1) * 100
 
 
 def run(quick: bool = False) -> dict[str, float | int | str]:
@@ -362,6 +380,7 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_rss_peak_first_2min_mb": spec["rss_peaks"][0],
         "feed_rss_peak_last_2min_mb": spec["rss_peaks"][1],
         "feed_rss_growth_pct": (spec["rss_peaks"][1] / spec["rss_peaks"][0] - 1) * 100,
+        "feed_rss_minute_peaks_growth_pct": spec["rss_peak_growth"],
         "feed_book_levels_start": spec["levels"][0],
         "feed_book_levels_end": spec["levels"][-1],
         "feed_measure_s": round(spec["measure_s"]),
