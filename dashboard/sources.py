@@ -111,6 +111,8 @@ def _book_health_text(state: Any) -> Health:
         return Health("warn", "no data yet")
     h = state.health
     counts = f"gaps {h.gaps} · feed gaps {h.feed_gaps} · crossed {h.crossed} · snapshots {h.snapshots}"
+    if h.duplicate_trades:  # a recording made before the feed's guard: the engine counted them once
+        counts += f" · trades recorded twice, counted once {h.duplicate_trades}"
     if not h.in_sync:
         return Health("bad", f"RESYNCING: book out of sync ({h.last_gap or 'waiting for a snapshot'}) · {counts}")
     if not h.book_ok:
@@ -286,6 +288,8 @@ class SharedStateSource:
         h = snap.health if snap is not None else None
         counts = (f"resyncs {h.resyncs} · gaps {h.gaps} · reconnects {h.reconnects} · crossed {h.crossed_books}"
                   if h is not None else "")
+        if h is not None and h.duplicate_trades:
+            counts += f" · trades delivered twice, dropped {h.duplicate_trades}"
         if problems:
             word = "STALE" if any(p.startswith("stale") for p in problems) else "UNHEALTHY"
             return Health("bad", f"{word}: {'; '.join(problems)} · {counts}")

@@ -11,6 +11,9 @@ processing (receive) order. The engine is a pure, deterministic function of that
 - The book is kept by ``sequence.BookSync``. Book-based values (best prices, OFI, imbalances, weighted mid,
   walls, heatmap resting sizes) exist only while it is in sync and not crossed; otherwise they are None/NaN
   and walls end ("desync"): the engine fails closed and never invents a signal from a book it cannot trust.
+- Every trade is counted once: on a venue whose trade ids increase (``trade_ids.py``), a trade whose id is
+  not above the last one counted (and whose time is not later) was delivered again; it is dropped before it
+  touches anything and counted in ``health.duplicate_trades``.
 - Per-event work is small and does not grow with the book: a trade updates running sums; a book message
   updates a short sorted list of the best levels (``ofi.TopLevels``) and the OFI sums. Whole-book work
   (walls, depth imbalance, heatmap columns) runs on the timer grid, on NumPy copies of the book.
@@ -49,6 +52,7 @@ from .heatmap import Heatmap, HeatmapColumns, auto_bin_size, infer_tick
 from .ofi import TopLevels, depth_imbalance, ofi_levels, queue_imbalance, weighted_mid
 from .sequence import BookSync, DeltaResult
 from .settings import HeliosSettings
+from .trade_ids import INCREASING_TRADE_IDS, TradeIdGuard
 from .vwap import SessionVwap
 from .walls import Wall, WallTracker
 
@@ -79,6 +83,9 @@ class BookHealth:
     last_gap: str
     #: ``ts_us`` of the last applied book message (-1 before any).
     last_book_ts_us: int
+    #: Trades not counted because the venue delivered them already (an id not above the last one counted,
+    #: on a venue whose trade ids increase: ``trade_ids.py``). Live, the feed drops them first.
+    duplicate_trades: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +204,7 @@ class PairEngine:
         self.events = 0
         self.bbo_events = 0
         self.feed_gaps = 0
+        self._trade_ids = TradeIdGuard()
         self.crossed = 0
         self.last_book_ts_us = -1
         self.last_price = NAN
@@ -225,6 +233,9 @@ class PairEngine:
         """Apply one event (any type of ``events.py``) of this engine's symbol."""
         if ev.symbol != self.symbol:
             raise HeliosError(f"event for {ev.symbol} fed to the {self.symbol} engine; route events by symbol")
+        if (ev.__class__ is Trade and ev.exchange in INCREASING_TRADE_IDS
+                and not self._trade_ids.admit(ev.trade_id, ev.ts_us)):  # type: ignore[attr-defined]
+            return  # delivered again: counting it twice would move CVD, VWAP and every volume after it
         ts = ev.ts_us
         if ts > self.clock_us:
             if ts >= self._next_due:
@@ -557,7 +568,7 @@ class PairEngine:
         s = self.sync
         return BookHealth(
             s.in_sync, self._book_ok, s.snapshots, s.applied, s.stale_dropped, s.gaps, s.buffer_overflows,
-            self.feed_gaps, self.crossed, s.last_gap, self.last_book_ts_us,
+            self.feed_gaps, self.crossed, s.last_gap, self.last_book_ts_us, self._trade_ids.dropped,
         )
 
     def snapshot(self) -> PairState:

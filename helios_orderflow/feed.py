@@ -62,6 +62,7 @@ from .health import HealthTracker
 from .malloc import pin_mmap_threshold
 from .settings import HeliosSettings
 from .state import CandleHistory, PairSnapshot, SharedState
+from .trade_ids import TradeIdGuard, has_increasing_trade_ids
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,15 @@ class FeedStats:
     engine_errors: int = 0
     publications: int = 0
     recorder_errors: int = 0
+    duplicate_trades: int = 0  # trades delivered again and dropped (see ``trade_ids.py``)
     by_symbol: dict[str, int] = field(default_factory=dict)
 
 
 class _Pair:
     """Everything the feed thread keeps for one pair."""
 
-    __slots__ = ("books_handled", "differ", "candles_seen", "engine", "engine_broken", "health", "history", "last_bbo",
-                 "last_trade", "local_ts_us", "seq", "symbol")
+    __slots__ = ("books_handled", "differ", "candles_seen", "dup_logged_mono_s", "engine", "engine_broken", "health",
+                 "history", "last_bbo", "last_trade", "local_ts_us", "seq", "symbol", "trade_ids")
 
     def __init__(self, exchange: str, symbol: str, depth: int, engine: Engine | None,
                  clock: Callable[[], float], history_len: int) -> None:
@@ -148,6 +150,9 @@ class _Pair:
         self.candles_seen = 0  # the engine's candles_closed already in ``history``
         self.last_trade: Any = None  # the newest ccxt trade dict already emitted (identity)
         self.last_bbo: Any = None  # the newest ccxt bid/ask dict already emitted (identity)
+        #: Second line of defence against a trade delivered twice (None where the venue's ids do not increase).
+        self.trade_ids = TradeIdGuard() if has_increasing_trade_ids(exchange) else None
+        self.dup_logged_mono_s = -1e18
         self.local_ts_us = 0
         self.seq = 0
 
@@ -707,11 +712,32 @@ class _Runner:
         p.last_trade = newest
         fresh.reverse()
         events = [e for e in (_trade_event(self.exchange_id, p.symbol, t, local) for t in fresh) if e is not None]
+        guard = p.trade_ids
+        if guard is not None and events:
+            kept: list[Trade] = []
+            dropped: list[Trade] = []
+            for e in events:
+                (kept if guard.admit(e.trade_id, e.ts_us) else dropped).append(e)
+            if dropped:
+                self._duplicates(p, dropped)
+                events = kept
         if events:
             p.health.on_trades(len(events))
             for e in events:
                 self._emit(p, e)
             self._publish_soon(p)
+
+    def _duplicates(self, p: _Pair, dropped: list[Trade]) -> None:
+        """Count the trades the guard dropped, in health and stats, and say so (at most once a minute)."""
+        n = len(dropped)
+        self.stats.duplicate_trades += n
+        p.health.on_duplicate_trades(n)
+        now = self.clock()
+        if now - p.dup_logged_mono_s >= 60.0:
+            p.dup_logged_mono_s = now
+            log.warning("%s %s: dropped %d trade(s) delivered again (ids %s..%s; %d so far): ccxt handed over "
+                        "trades already emitted", self.exchange_id, p.symbol, n, dropped[0].trade_id,
+                        dropped[-1].trade_id, p.health.duplicate_trades)
 
     # ---- events out ---------------------------------------------------------------------------------------------
 
@@ -867,6 +893,7 @@ def _guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], N
     import ccxt
 
     make_client = ex.client
+    _own_callbacks_only(ex)
 
     def client(url: str) -> Any:
         c = make_client(url)
@@ -878,6 +905,13 @@ def _guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], N
                     # A frame read before the loss but handled after it (ccxt closes the socket later,
                     # and the feed may have declared the gap meanwhile): it lies inside the gap. Handled,
                     # it would land after the gap marker and make the hole behind it look covered.
+                    return
+                if (ex.clients or {}).get(_c.url) is not _c:
+                    # Only the client registered for its URL may deliver: another one is a connection ccxt
+                    # forgot (its watchers were re-dialled on a new one), and both would hand over every
+                    # trade. Drop the frame and close the stray connection; its pending watchers are rejected,
+                    # so a loop awaiting one declares the gap and dials again.
+                    _c.on_error(ccxt.NetworkError(f"a second connection to {_c.url} was closed"))
                     return
                 try:
                     _handle(data)
@@ -916,6 +950,29 @@ def _guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], N
         return c
 
     ex.client = client
+
+
+def _own_callbacks_only(ex: Any) -> None:
+    """Let a ccxt client's close and error callbacks unregister that client only, never its successor.
+
+    ccxt reports a server's close twice: ``on_close(1001)`` when the close frame is read, which removes the
+    client from ``exchange.clients``, and ``on_close(1006)`` a few callbacks later, when its receive loop
+    finds the socket closed. ``Exchange.on_close`` then removes whatever client holds the URL by then. A
+    watch loop that called ccxt again in between (the trades loop does at once when it finds the loss
+    between two reads, which is how a busy feed finds it) has dialled a new client: the late callback
+    unregisters that live client, the next call dials a third, and from then on two connections deliver
+    every trade of the URL. This is the duplicated-trades defect seen under load (docs/reliability.md).
+    The callbacks are read by ``exchange.client()`` when a client is made, so they are replaced here
+    before the first one is.
+    """
+
+    def if_registered(callback: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def call(client: Any, error: Any) -> Any:
+            return callback(client, error) if (ex.clients or {}).get(client.url) is client else None
+
+        return call
+
+    ex.on_close, ex.on_error = if_registered(ex.on_close), if_registered(ex.on_error)
 
 
 def _update_history(p: _Pair, engine_state: Any) -> None:

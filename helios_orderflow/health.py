@@ -25,6 +25,9 @@ Counters (since the feed was created):
 - ``reconnects``: a watch call failed with a network error (connection lost, ping timeout, REST snapshot
   refused with 429/5xx) and the loop retried after backoff.
 - ``crossed_books``: times the observed book went from not crossed to crossed.
+- ``duplicate_trades``: trades the venue delivered again (an id already emitted, on a venue whose trade ids
+  increase: ``trade_ids.py``), dropped before the recording and the engine. Not part of the verdict: the
+  book is unaffected and nothing was counted twice, but it should stay 0; a warning is logged when it grows.
 - ``errors``: every exception a watch loop caught (gaps and reconnects included); ``last_error`` is the
   newest, as ``"ExceptionType: message"``, with ``last_error_mono_s``.
 """
@@ -56,6 +59,7 @@ class PairHealth:
     gaps: int = 0
     reconnects: int = 0
     crossed_books: int = 0
+    duplicate_trades: int = 0
     errors: int = 0
     last_error: str | None = None
     last_error_mono_s: float | None = None
@@ -103,6 +107,7 @@ class HealthTracker:
         "book_updates",
         "crossed",
         "crossed_books",
+        "duplicate_trades",
         "errors",
         "exchange",
         "gaps",
@@ -136,6 +141,7 @@ class HealthTracker:
         self.gaps = 0
         self.reconnects = 0
         self.crossed_books = 0
+        self.duplicate_trades = 0
         self.errors = 0
         self.last_error: str | None = None
         self.last_error_mono_s: float | None = None
@@ -160,6 +166,10 @@ class HealthTracker:
     def on_trades(self, n: int) -> None:
         self.trades += n
         self.last_trade_mono_s = self._clock()
+        self._snapshot = None
+
+    def on_duplicate_trades(self, n: int) -> None:
+        self.duplicate_trades += n
         self._snapshot = None
 
     def on_bbo(self) -> None:
@@ -199,6 +209,7 @@ class HealthTracker:
                 gaps=self.gaps,
                 reconnects=self.reconnects,
                 crossed_books=self.crossed_books,
+                duplicate_trades=self.duplicate_trades,
                 errors=self.errors,
                 last_error=self.last_error,
                 last_error_mono_s=self.last_error_mono_s,

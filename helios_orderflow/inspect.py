@@ -13,7 +13,13 @@ and must agree. For each (exchange, symbol) it reports:
   BBO's id (whichever arrived first); a BBO whose id falls inside a delta's range cannot be checked and is
   not counted. Without ids, it is compared with the book at the moment it arrives.
 - ``best_bid``/``best_ask``: ``[price, amount]`` at the end; ``taker_buy``/``taker_sell``: taker volume in base
-  units; ``cvd`` = taker_buy - taker_sell.
+  units; ``cvd`` = taker_buy - taker_sell. Counted as the engine counts them: on a venue whose trade ids
+  increase (``trade_ids.py``), a trade delivered again is not counted.
+- ``duplicate_trade_ids``: trades whose id was seen before in the stream (the same trade twice);
+  ``out_of_order_trade_ids``: ids below the largest seen but new; ``trade_id_restarts``: the numbering began
+  again at a lower id with a later time (a restarted local exchange). Any venue whose ids are integers;
+  ids are remembered for the last 200,000 trades (an older repeat counts as out of order).
+  ``first_duplicate`` describes the first one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 from .events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
 from .sequence import BookSync, DeltaResult
+from .trade_ids import TradeIdAudit, TradeIdGuard, has_increasing_trade_ids
 
 _MEMORY = 20_000  # update ids remembered for BBO matching, each way
 
@@ -39,6 +46,10 @@ class StreamReport:
     book_events: int = 0
     stale_dropped: int = 0
     trades: int = 0
+    duplicate_trade_ids: int = 0
+    out_of_order_trade_ids: int = 0
+    trade_id_restarts: int = 0
+    trades_not_counted: int = 0
     seq_gaps: int = 0
     declared_gaps: int = 0
     crossed: int = 0
@@ -53,6 +64,7 @@ class StreamReport:
     in_sync: bool = False
     first_mismatch: str = ""
     last_gap: str = ""
+    first_duplicate: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -67,11 +79,14 @@ class StreamInspector:
 
     report: StreamReport
     sync: BookSync = field(init=False)
+    audit: TradeIdAudit = field(default_factory=TradeIdAudit)
+    guard: TradeIdGuard | None = field(init=False)
     _best_at_u: OrderedDict[int, tuple[Level | None, Level | None]] = field(default_factory=OrderedDict)
     _pending: OrderedDict[int, BestBidOffer] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.sync = BookSync(on_applied=self._after_apply)
+        self.guard = TradeIdGuard() if has_increasing_trade_ids(self.report.exchange) else None
 
     def on_event(self, ev: Event) -> None:
         r = self.report
@@ -86,6 +101,9 @@ class StreamInspector:
             self.sync.on_snapshot(ev)
         elif isinstance(ev, Trade):
             r.trades += 1
+            self.audit.add(ev.trade_id, ev.ts_us)
+            if self.guard is not None and not self.guard.admit(ev.trade_id, ev.ts_us):
+                return
             if ev.side == "buy":
                 r.taker_buy += ev.amount
             else:
@@ -155,6 +173,10 @@ class StreamInspector:
         r.best_bid = list(bid) if bid else None
         r.best_ask = list(ask) if ask else None
         r.cvd = r.taker_buy - r.taker_sell
+        a = self.audit
+        r.duplicate_trade_ids, r.out_of_order_trade_ids, r.trade_id_restarts = a.duplicates, a.out_of_order, a.restarts
+        r.first_duplicate = a.first_duplicate
+        r.trades_not_counted = self.guard.dropped if self.guard is not None else 0
         return r
 
 

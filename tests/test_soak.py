@@ -48,10 +48,27 @@ def test_one_minute_soak_recovers_every_fault_and_loses_nothing_outside_declared
     assert report["lost_book_diffs"] == 0, problems
     assert report["trades_checked"] > 10_000
     assert report["lost_trades"] == 0, problems
-    assert report["duplicate_trades"] == 0, problems
+    assert report["duplicate_trades"] == 0 and report["trades_delivered_twice_dropped"] == 0, problems
     assert report["final_books_equal"] == PAIRS, problems
     assert report["engine_errors"] == 0 and report["recorder_errors"] == 0
     assert report["events_recorded"] == report["events_processed"]
+    # Every window recovered within the limit (a pair is unhealthy at most its window plus that long).
+    assert report["longest_recovery_after_fault_s"] <= report["recovery_limit_s"], report["recovery_by_kind_max_s"]
     # No leak: RSS after the warm-up grows less than 5 %.
     assert report["rss_growth_pct"] < 5.0
     assert report["passed"] is True
+
+
+def test_the_pass_rule_fails_on_a_trade_recorded_twice_or_a_slow_recovery_and_says_which():
+    from helios_orderflow.soak import RECOVERY_LIMIT_S, pass_rule_failures
+
+    clean = {"rss_growth_pct": 1.0, "faults_unrecovered": 0, "faults_undetected": 0, "lost_book_diffs": 0,
+             "lost_trades": 0, "duplicate_trades": 0, "trades_delivered_twice_dropped": 0, "wrong_books": 0,
+             "final_books_equal": PAIRS, "engine_errors": 0, "healthy_while_crossed": 0,
+             "longest_recovery_after_fault_s": RECOVERY_LIMIT_S, "recovery_limit_s": RECOVERY_LIMIT_S}
+    assert pass_rule_failures(clean, PAIRS) == []
+    assert pass_rule_failures({**clean, "duplicate_trades": 96_433}, PAIRS) == ["duplicate_trades: 96433 (limit 0)"]
+    assert pass_rule_failures({**clean, "trades_delivered_twice_dropped": 3}, PAIRS) == [
+        "trades_delivered_twice_dropped: 3 (limit 0)"]
+    assert pass_rule_failures({**clean, "longest_recovery_after_fault_s": 30.5}, PAIRS) == [
+        "longest_recovery_after_fault_s: 30.5 (limit <= 30)"]

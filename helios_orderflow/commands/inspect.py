@@ -1,5 +1,6 @@
 """``helios inspect DIR [--json]``: rebuild books from a recording (or straight from source files with
-``--format``) and report sequence gaps, crossed books, best bid/offer checks and taker volumes."""
+``--format``) and report sequence gaps, crossed books, best bid/offer checks, duplicate and out-of-order trade
+ids, and taker volumes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .import_ import importer_options
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "inspect",
-        help="check a recording: gaps, crossed books, best bid/offer agreement, CVD",
+        help="check a recording: gaps, crossed books, best bid/offer agreement, duplicate trades, CVD",
         description=__doc__,
     )
     p.add_argument("src", nargs="+", type=Path, help="a recording directory, or source files with --format")
@@ -43,12 +44,17 @@ def format_report(r: StreamReport) -> str:
         f"  integrity    {r.seq_gaps} sequence gaps, {r.declared_gaps} declared gaps, {r.crossed} crossed",
         f"  bbo checks   {r.bbo_checks} of {r.bbo_events} venue best bid/offer, {r.bbo_mismatches} mismatches",
         f"  final best   bid {r.best_bid}  ask {r.best_ask}",
-        f"  trades       {r.trades}: taker buy {r.taker_buy:.8f}, taker sell {r.taker_sell:.8f}, cvd {r.cvd:.8f}",
+        f"  trades       {r.trades}: taker buy {r.taker_buy:.8f}, taker sell {r.taker_sell:.8f}, cvd {r.cvd:.8f}"
+        + (f" ({r.trades_not_counted} delivered again, not counted)" if r.trades_not_counted else ""),
+        f"  trade ids    {r.duplicate_trade_ids} duplicates, {r.out_of_order_trade_ids} out of order"
+        + (f", numbering restarted {r.trade_id_restarts}x" if r.trade_id_restarts else ""),
     ]
     if r.first_mismatch:
         lines.append(f"  first mismatch: {r.first_mismatch}")
     if r.last_gap:
         lines.append(f"  last gap: {r.last_gap}")
+    if r.first_duplicate:
+        lines.append(f"  first duplicate: {r.first_duplicate}")
     return "\n".join(lines)
 
 
