@@ -81,7 +81,7 @@ def test_empty_book_has_no_best_and_is_not_crossed():
     assert book.mid() is None and not book.is_crossed()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.lists(
         st.tuples(st.booleans(), st.integers(1, 60), st.sampled_from([0.0, 0.0, 1.0, 2.5, 7.0])),

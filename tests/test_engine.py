@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import _btcusdt
 import pytest
@@ -99,8 +100,9 @@ def test_a_three_day_silence_closes_every_candle_and_keeps_the_heatmap_bounded()
     assert len(e.history) == e.settings.flow.candle_history and e.history[-1].volume == 0.0
 
 
-def test_time_is_event_time_only() -> None:
-    # Identical events at different wall-clock moments give identical candles (nothing reads the clock).
+def test_time_is_event_time_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The engine never reads a clock: with every clock of the time module made to fail, the same events give
+    # the same candles, whenever they are replayed.
     def run() -> list:
         f = Feed()
         f.snapshot(0)
@@ -108,7 +110,16 @@ def test_time_is_event_time_only() -> None:
             f.trade(k * 700_000, 1000.5 if k % 2 else 999.5, 0.1 * k, "buy" if k % 3 else "sell")
         return list(f.engine.history)
 
-    assert run() == run()
+    first = run()
+
+    def no_clock(*_: object) -> float:
+        raise AssertionError("the engine read the wall clock")
+
+    for name in ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns"):
+        monkeypatch.setattr(time, name, no_clock)
+    again = run()
+    monkeypatch.undo()
+    assert len(first) >= 2 and again == first
 
 
 def test_deferred_timers_give_the_same_candles_heatmap_and_walls_as_inline_ones() -> None:

@@ -14,7 +14,8 @@ For every such file:
   Binance diffs carry no checksum, so a changed size with intact ids cannot be detected by anyone: that
   case is left out on purpose (Kraken and OKX captures, which carry checksums, are fuzzed above).
 
-Each test is bounded (``max_examples``, ``deadline=None``): the file runs in well under a minute.
+Each test is bounded (``max_examples``; the 10 s per-example deadline of tests/conftest.py): the file runs in
+well under a minute.
 """
 
 from __future__ import annotations
@@ -43,8 +44,7 @@ BTCUSDT = SHARED / "binance-spot-btcusdt" / "btcusdt_20240808.gz"
 CRYPTOFEED = SHARED / "cryptofeed"
 TARDIS = SHARED / "tardis-samples"
 EVENT_TYPES = (BookSnapshot, BookDelta, Trade, BestBidOffer, FeedGap)
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                      HealthCheck.data_too_large])
+FUZZ = settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def _head(path: Path, n: int) -> list[bytes]:
@@ -197,7 +197,7 @@ def test_binance_raw_truncated_gzip_is_an_input_error_not_a_crash(cut: float) ->
             list(binance_raw.iter_events([path], progress=False))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(blob=st.binary(max_size=400))
 def test_binance_raw_random_bytes_give_events_or_input_error(blob: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -293,7 +293,7 @@ def sequence_edit(draw: st.DrawFn) -> tuple[str, float, int]:
             draw(st.floats(0, 1, exclude_max=True)), draw(st.integers(-3, 3)))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(sequence_edit(), min_size=1, max_size=5))
 def test_mutated_diff_sequence_never_leaves_book_sync_in_sync_with_a_wrong_book(
     btcusdt_book_stream: tuple[list[BookSnapshot | BookDelta], dict[int, tuple]],

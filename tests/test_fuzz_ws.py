@@ -9,7 +9,7 @@
   reply (an ack or Binance's error shape), never an exception; subscriptions only ever hold streams the
   server serves; over a real socket, garbage frames never cost the connection its ability to subscribe.
 
-Bounded (``max_examples``, ``deadline=None``): the file runs in well under a minute.
+Bounded (``max_examples``; the 10 s per-example deadline of tests/conftest.py): the file runs in well under a minute.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _top(side: list[list[float]], depth: int) -> dict[float, float]:
     return {p: a for p, a in side[:depth]}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(steps=observations(), depth=st.integers(1, 30))
 def test_book_differ_events_rebuild_every_observed_book_and_bad_books_change_nothing(
     steps: list[tuple[str, Any]], depth: int
@@ -155,7 +155,7 @@ def _served(server: ExchangeServer, name: str) -> bool:
     return server.hub.canonical("spot", name) == name
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(_frame, min_size=1, max_size=8))
 def test_any_request_frame_gets_one_json_reply_and_subscriptions_stay_valid(server: ExchangeServer,
                                                                             frames: list[str]) -> None:
@@ -182,7 +182,7 @@ def test_subscribe_with_scalar_params_gets_an_error_reply(server: ExchangeServer
         assert "error" in json.loads(conn.out.pop())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(path=st.text(alphabet="/abcdefstrwmq0123456789@_", max_size=60))
 def test_any_websocket_path_routes_to_a_market_and_framing(path: str) -> None:
     market, combined, names = exchange_ws._route(path)
@@ -197,7 +197,7 @@ def live_exchange():
     handle.stop()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(_frame | st.binary(max_size=50), min_size=1, max_size=6))
 def test_garbage_frames_on_a_real_socket_never_cost_the_connection_its_subscriptions(live_exchange: Any,
                                                                                      frames: list[Any]) -> None:

@@ -173,3 +173,18 @@ def test_unsupported_data_type_is_an_input_error(tmp_path):
     path = _write(tmp_path / "x.csv", "exchange,symbol,timestamp,local_timestamp,funding_rate\nbinance,X,1,1,0\n")
     with pytest.raises(InputError, match="unsupported tardis data type"):
         _import([path])
+
+
+def test_a_snapshot_header_naming_an_absurd_level_is_an_input_error_not_an_endless_loop(tmp_path):
+    """A generated header naming level 10^23 once made every row loop over 10^23 levels (make test hung
+    for 22 minutes). Levels are now visited as the header names them, and absurd ones are refused."""
+    head = "exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount"
+    row = "binance-futures,BTCUSDT,1,1,100.5,2"
+    bad = _write(tmp_path / "bad.csv", f"{head},bids[{10**23}].price,bids[{10**23}].amount\n{row},100,1\n")
+    absurd = r"bad\.csv:1: book_snapshot column 'bids\[10{23}\]\.price' names level 10{23}"
+    with pytest.raises(InputError, match=absurd):
+        _import([bad])
+    # A sparse header within bounds costs one step per named column: level 99,999 is read, not walked to.
+    sparse = _write(tmp_path / "sparse.csv", f"{head},bids[99999].price,bids[99999].amount\n{row},100,1\n")
+    (snap,), _ = _import([sparse])
+    assert snap.bids == ((100.0, 1.0),) and snap.asks == ((100.5, 2.0),)

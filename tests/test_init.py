@@ -139,7 +139,8 @@ def test_helios_section_holds_the_engine_settings_defaults_and_loads_back():
 
 
 def test_helios_section_is_accepted_whole_by_the_strategy_config_reader():
-    strategy_config = pytest.importorskip("helios_orderflow.strategy_config")
+    from helios_orderflow import strategy_config  # a failing import fails the test (no skip)
+
     section = build_config(InitOptions(), ApiServerCredentials.generate())["helios"]
     settings, strategy, backtest, dashboard = strategy_config.read_section(section)
     assert settings == HeliosSettings()

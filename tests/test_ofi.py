@@ -77,7 +77,7 @@ def test_no_ofi_across_a_snapshot_or_while_out_of_sync() -> None:
     assert f.engine.ofi_total == 3.0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 3), st.booleans()), min_size=1, max_size=300),
        st.integers(1, 6))
 def test_top_levels_always_equal_the_sorted_book(changes: list[tuple[int, int, bool]], need: int) -> None:

@@ -92,6 +92,8 @@ HEADER_START = ["exchange", "symbol", "timestamp", "local_timestamp"]
 INCREMENTAL = [*HEADER_START, "is_snapshot", "side", "price", "amount"]
 TRADES = [*HEADER_START, "id", "side", "price", "amount"]
 QUOTES = [*HEADER_START, "ask_amount", "ask_price", "bid_price", "bid_amount"]
+#: Level indexes from here on are refused as a damaged header (tardis serves snapshots of 5 to a few hundred).
+MAX_SNAPSHOT_LEVELS = 100_000
 _SNAPSHOT_COL = re.compile(r"^(asks|bids)\[(\d+)\]\.(price|amount)$")
 _MONTHS = {m: i for i, m in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1)}
@@ -370,16 +372,22 @@ def _book_snapshots(reader: _Reader, cols: list[str]) -> Iterator[Event]:
         m = _SNAPSHOT_COL.match(c)
         if m is None:
             raise InputError(str(reader.path), 1, f"unexpected book_snapshot column {c!r}")
-        slot = where.setdefault((m.group(1), int(m.group(2))), [-1, -1])
+        level = int(m.group(2))
+        if level >= MAX_SNAPSHOT_LEVELS:
+            raise InputError(str(reader.path), 1, f"book_snapshot column {c!r} names level {level}; tardis snapshots "
+                             f"hold at most a few hundred levels (book_snapshot_5, _25, ...): the header is damaged")
+        slot = where.setdefault((m.group(1), level), [-1, -1])
         slot[0 if m.group(3) == "price" else 1] = i
-    depth = 1 + max(level for _, level in where)
+    # The (price, amount) columns of each side, best level first: only the levels the header names are
+    # visited, so the work per row follows the file's width, whatever its level numbers are.
+    columns = {side: [(pi, ai) for (sd, _), (pi, ai) in sorted(where.items()) if sd == side and pi >= 0 and ai >= 0]
+               for side in ("bids", "asks")}
     for lineno, f in reader.rows():
         sides: dict[str, list[Level]] = {"bids": [], "asks": []}
         try:
             for side in ("bids", "asks"):
-                for level in range(depth):
-                    pi, ai = where.get((side, level), (-1, -1))
-                    if pi >= 0 and ai >= 0 and f[pi] and f[ai]:
+                for pi, ai in columns[side]:
+                    if f[pi] and f[ai]:
                         sides[side].append((float(f[pi]), float(f[ai])))
         except ValueError:
             reader.bad(lineno, "book_snapshot price or amount is not a number")
