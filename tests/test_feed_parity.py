@@ -10,6 +10,7 @@ injects gaps and disconnects, so declared gaps and resyncs are part of what must
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,20 @@ pytestmark = pytest.mark.integration
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 
-def _run_session(tmp_path: Path, timeframe: str, seconds: float, faults: str | None) -> tuple[Feed, Path]:
+def _run_session(tmp_path: Path, timeframe: str, faults: str | None, done: Callable[[Feed], bool],
+                 timeout_s: float) -> tuple[Feed, Path]:
+    """Run the feed against the local exchange until ``done(feed)`` holds (polled; a busy machine only makes
+    it take longer), failing after ``timeout_s``."""
     exchange = start_in_thread(SyntheticSource(SYMBOLS, seed=21), faults=parse_faults(faults))
     rec = tmp_path / "rec"
     settings = HeliosSettings.from_dict({"feed": {"backoff_max_s": 1.0}})
     feed = Feed("binance", SYMBOLS, settings, ccxt_config=exchange.ccxt_config(), record_to=rec, timeframe=timeframe)
     try:
         feed.start()
-        time.sleep(seconds)
+        deadline = time.monotonic() + timeout_s
+        while not done(feed):
+            assert time.monotonic() < deadline, f"the session did not get there within {timeout_s:.0f} s"
+            time.sleep(0.5)
     finally:
         feed.stop()
         exchange.stop()
@@ -64,7 +71,13 @@ def _assert_parity(feed: Feed, rec: Path, timeframe: str, min_candles: int) -> i
 def test_live_candle_features_equal_the_recordings_features_over_5_minutes_with_gaps_and_disconnects(
     tmp_path: Path,
 ):
-    feed, rec = _run_session(tmp_path, "1m", 5 * 60 + 15, "gap=1/700,disconnect=100,after=20,seed=4")
+    def enough(feed: Feed) -> bool:
+        """Five candles closed on every pair, and every pair through a gap and two disconnects."""
+        snaps = [feed.state.get(s) for s in SYMBOLS]
+        return all(x.engine is not None and x.engine.candles_closed >= 5 and x.health.gaps >= 1
+                   and x.health.reconnects >= 2 for x in snaps)
+
+    feed, rec = _run_session(tmp_path, "1m", "gap=1/700,disconnect=100,after=20,seed=4", enough, timeout_s=800)
     h = {s: feed.state.get(s).health for s in SYMBOLS}
     assert all(x.gaps >= 1 and x.reconnects >= 2 for x in h.values()), h  # the faults did happen
     assert _assert_parity(feed, rec, "1m", min_candles=4) >= 12
