@@ -388,8 +388,10 @@ def test_a_trade_ccxt_hands_over_twice_is_emitted_once_and_counted_in_health(exc
         finally:
             feed.stop()
             feed.wait_recording(10)
-    assert health.duplicate_trades == feed.stats.duplicate_trades >= 8
-    assert health.duplicate_trades in (len(repeated), len(repeated) - 1)  # the last one may be in flight
+    # ccxt's handler resolves the feed's hook synchronously, so every repeat is counted before it returns;
+    # the published health is read earlier and may trail a busy feed thread by the repeats since.
+    assert feed.stats.duplicate_trades == len(repeated) >= 8
+    assert 8 <= health.duplicate_trades <= len(repeated)
     assert engine_health.duplicate_trades == 0  # the feed dropped them before the engine saw them
     ids = [int(ev.trade_id) for ev in read_events(tmp_path / "rec") if isinstance(ev, Trade)
            and ev.symbol == "BTC/USDT"]
