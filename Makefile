@@ -18,22 +18,22 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m helios_orderflow.demo
+	$(PY) -m helios_orderflow.devtools.demo
 
 demo-backtest: $(STAMP)
-	$(PY) -m helios_orderflow.demo --backtest
+	$(PY) -m helios_orderflow.devtools.demo --backtest
 
 test: $(STAMP)
 	$(PY) -m ruff check helios_orderflow dashboard tests user_data
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m helios_orderflow.bench $(BENCH_ARGS)
+	$(PY) -m helios_orderflow.devtools.bench $(BENCH_ARGS)
 
 # Reliability soak: 10 pairs at 10x Binance's rate with faults on a schedule (see docs/reliability.md).
 MINUTES ?= 30
 soak: $(STAMP)
-	$(PY) -m helios_orderflow.soak --minutes $(MINUTES) $(SOAK_ARGS)
+	$(PY) -m helios_orderflow.devtools.soak --minutes $(MINUTES) $(SOAK_ARGS)
 
 # The lint the project holds to (also the first step of `make test`). We do not run `ruff format`: the code
 # keeps its hand-wrapped 120-column layout.

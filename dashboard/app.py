@@ -24,7 +24,7 @@ from dash import Input, Output, State, dcc, html
 from flask import Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from helios_orderflow.candles import timeframe_us
+from helios_orderflow.engine.candles import timeframe_us
 
 from . import figures
 from .settings import DashboardSettings, check_bind

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from helios_orderflow.candles import timeframe_us
+from helios_orderflow.engine.candles import timeframe_us
 
 from . import scaling
 from .history import HistorySlice, PairHistory

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.settings import (
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.settings import (
     DASHBOARD_ENV_PASSWORD,
     DASHBOARD_ENV_USER,
     DASHBOARD_SCALES,
     DashboardSettings,
 )
 
-# The settings themselves live with every other tunable in helios_orderflow.settings.
+# The settings themselves live with every other tunable in helios_orderflow.core.settings.
 ENV_USER = DASHBOARD_ENV_USER
 ENV_PASSWORD = DASHBOARD_ENV_PASSWORD
 SCALES = DASHBOARD_SCALES

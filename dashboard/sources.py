@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.errors import HeliosError
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.recording.reader import list_streams, read_events, stream_span
-from helios_orderflow.settings import HeliosSettings
 
 from .history import PairHistory
 from .settings import DashboardSettings

@@ -15,7 +15,7 @@ import gzip
 import json
 from pathlib import Path
 
-from helios_orderflow.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Trade
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Trade
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "binance-spot-btcusdt"
 FILES = (DATA_DIR / "btcusdt_20240808.gz", DATA_DIR / "btcusdt_20240809.gz")

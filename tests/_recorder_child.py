@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from helios_orderflow.core.settings import RecordingSettings
 from helios_orderflow.recording import RecordingWriter
-from helios_orderflow.settings import RecordingSettings
 
 
 def main() -> int:

@@ -7,9 +7,8 @@ engine's clock, so timers fire). Times are integer microseconds from ``T0``, a w
 
 from __future__ import annotations
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Trade
-from helios_orderflow.settings import (
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Trade
+from helios_orderflow.core.settings import (
     AbsorptionSettings,
     ExhaustionSettings,
     FlowSettings,
@@ -17,6 +16,7 @@ from helios_orderflow.settings import (
     HeliosSettings,
     WallSettings,
 )
+from helios_orderflow.engine.pair_engine import PairEngine
 
 EX = "binance"
 SYM = "BTC/USDT"

@@ -13,7 +13,7 @@ from typing import Any
 
 import ccxt.pro as ccxtpro
 
-from helios_orderflow.exchange import ServerHandle, SyntheticSource, parse_faults, start_in_thread
+from helios_orderflow.emulator import ServerHandle, SyntheticSource, parse_faults, start_in_thread
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 STALL_S = 3.0  # no book update for this long while the market moves = a dead connection

@@ -6,9 +6,9 @@ from __future__ import annotations
 import _btcusdt
 from _scenario import BIDS, EX, SYM, T0, Feed, S, ask_wall_confirmed, bid_wall_confirmed, settings
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import Trade
-from helios_orderflow.settings import AbsorptionSettings, HeliosSettings, WallSettings
+from helios_orderflow.core.events import Trade
+from helios_orderflow.core.settings import AbsorptionSettings, HeliosSettings, WallSettings
+from helios_orderflow.engine.pair_engine import PairEngine
 
 
 def test_bullish_absorption_at_a_refilled_bid_wall() -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from helios_orderflow.backoff import Backoff
+from helios_orderflow.live.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap_and_stay_within_the_jitter_band():

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from freqtrade.persistence import LocalTrade
 
-from helios_orderflow.backtest_features import ORDERFLOW_COLUMNS, RecordedFeatures, find_recordings
-from helios_orderflow.events import Trade
-from helios_orderflow.exchange.synth import synth_events, write_synthetic
-from helios_orderflow.features import compute_features
+from helios_orderflow.core.events import Trade
+from helios_orderflow.core.settings import HeliosSettings, RecordingSettings
+from helios_orderflow.emulator.synth import synth_events, write_synthetic
+from helios_orderflow.features.backtest import ORDERFLOW_COLUMNS, RecordedFeatures, find_recordings
+from helios_orderflow.features.compute import compute_features
+from helios_orderflow.freqtrade.strategy import LONG_TAG, HeliosStrategy
 from helios_orderflow.recording import RecordingWriter
-from helios_orderflow.settings import HeliosSettings, RecordingSettings
-from helios_orderflow.strategy import LONG_TAG, HeliosStrategy
 
 ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 ORIGIN_US = int(ORIGIN.timestamp()) * 1_000_000

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helios_orderflow.exchange.process import ExchangeProcess, start_subprocess
-from helios_orderflow.exchange.server import ccxt_config
-from helios_orderflow.features import compute_features
-from helios_orderflow.strategy import LONG_TAG
-from helios_orderflow.strategy_config import read_section
+from helios_orderflow.emulator.process import ExchangeProcess, start_subprocess
+from helios_orderflow.emulator.server import ccxt_config
+from helios_orderflow.features.compute import compute_features
+from helios_orderflow.freqtrade.config import read_section
+from helios_orderflow.freqtrade.strategy import LONG_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 FREQTRADE = [sys.executable, "-m", "freqtrade"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from helios_orderflow.benchmarks.feed import peak_growth_pct
+from helios_orderflow.devtools.benchmarks.feed import peak_growth_pct
 
 
 def _sawtooth(minutes: int, base: float = 400.0, tooth: float = 7.0) -> list[tuple[float, float]]:

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helios_orderflow.book import OrderBook
+from helios_orderflow.book.order_book import OrderBook
 
 
 def make_book() -> OrderBook:

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from ccxt.async_support.base.ws.order_book import OrderBook as CcxtOrderBook
 
-from helios_orderflow.benchmarks.book import aligned_stream
-from helios_orderflow.book_diff import BookDiffer, apply_levels, diff_levels, levels_of
-from helios_orderflow.events import NO_ID, BookDelta, BookSnapshot
-from helios_orderflow.sequence import BookSync
+from helios_orderflow.book.diff import BookDiffer, apply_levels, diff_levels, levels_of
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot
+from helios_orderflow.devtools.benchmarks.book import aligned_stream
 
 
 def _ccxt_book(snapshot: BookSnapshot, depth: int) -> CcxtOrderBook:

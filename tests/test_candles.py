@@ -8,9 +8,9 @@ import math
 import pytest
 from _scenario import T0, Feed, S
 
-from helios_orderflow.candles import timeframe_us
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.errors import HeliosError
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.engine.candles import timeframe_us
+from helios_orderflow.engine.pair_engine import PairEngine
 
 
 def test_timeframes() -> None:
@@ -57,7 +57,7 @@ def test_empty_candles_repeat_the_last_close_with_zero_volume() -> None:
 
 
 def test_history_is_bounded() -> None:
-    from helios_orderflow.settings import FlowSettings, HeliosSettings
+    from helios_orderflow.core.settings import FlowSettings, HeliosSettings
 
     e = PairEngine("binance", "BTC/USDT", HeliosSettings(flow=FlowSettings(candle_history=5)), timeframe="1s")
     f = Feed(e)

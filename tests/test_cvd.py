@@ -6,9 +6,9 @@ import _btcusdt
 import pytest
 from _scenario import T0, Feed, S
 
-from helios_orderflow.cvd import Cvd
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.settings import FlowSettings
+from helios_orderflow.core.settings import FlowSettings
+from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.signals.cvd import Cvd
 
 
 def test_cvd_is_taker_buys_minus_taker_sells() -> None:

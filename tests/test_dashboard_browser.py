@@ -24,13 +24,13 @@ from dashboard.app import ServerHandle, run_in_thread
 from dashboard.settings import DashboardSettings
 from dashboard.sources import HistorySource, RecordingSource, SharedStateSource
 from dashboard.synthetic import synthetic_history
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.health import PairHealth
+from helios_orderflow.core.settings import RecordingSettings
+from helios_orderflow.devtools.samples import BINANCE_BTCUSDT_FILES
+from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.importers import binance_raw, cryptofeed
+from helios_orderflow.live.health import PairHealth
+from helios_orderflow.live.state import PairSnapshot, SharedState
 from helios_orderflow.recording.writer import RecordingWriter
-from helios_orderflow.samples import BINANCE_BTCUSDT_FILES
-from helios_orderflow.settings import RecordingSettings
-from helios_orderflow.state import PairSnapshot, SharedState
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"

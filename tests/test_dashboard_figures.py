@@ -22,11 +22,11 @@ from dashboard.history import PairHistory
 from dashboard.settings import ENV_PASSWORD, ENV_USER, DashboardAuthError, DashboardSettings, check_bind
 from dashboard.sources import HistorySource, RecordingSource
 from dashboard.synthetic import synthetic_history
-from helios_orderflow.candles import CandleFeatures
+from helios_orderflow.core.settings import RecordingSettings
+from helios_orderflow.devtools.samples import BINANCE_BTCUSDT_FILES
+from helios_orderflow.engine.candles import CandleFeatures
 from helios_orderflow.importers import binance_raw
 from helios_orderflow.recording.writer import RecordingWriter
-from helios_orderflow.samples import BINANCE_BTCUSDT_FILES
-from helios_orderflow.settings import RecordingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Checked figure of the bundled BTCUSDT capture (../shared/README.md).
@@ -300,7 +300,7 @@ def test_dashboard_command_refuses_a_public_host_without_credentials(btc_recordi
 
 
 def test_health_banner_says_resyncing_after_a_feed_gap_in_a_recording(tmp_path: Path) -> None:
-    from helios_orderflow.events import FeedGap
+    from helios_orderflow.core.events import FeedGap
 
     events = list(binance_raw.iter_events(BINANCE_BTCUSDT_FILES[:1], progress=False))[:20_000]
     last = events[-1]
@@ -319,9 +319,9 @@ def test_health_banner_says_resyncing_after_a_feed_gap_in_a_recording(tmp_path: 
 
 def test_health_banner_turns_stale_when_the_live_feed_stops_publishing() -> None:
     from dashboard.sources import SharedStateSource
-    from helios_orderflow.health import PairHealth
-    from helios_orderflow.settings import HealthSettings
-    from helios_orderflow.state import PairSnapshot, SharedState
+    from helios_orderflow.core.settings import HealthSettings
+    from helios_orderflow.live.health import PairHealth
+    from helios_orderflow.live.state import PairSnapshot, SharedState
 
     now = [100.0]
     state = SharedState("binance", ["BTC/USDT"], HealthSettings(stale_after_s=5.0), clock=lambda: now[0])
@@ -337,9 +337,9 @@ def test_health_banner_turns_stale_when_the_live_feed_stops_publishing() -> None
 
 
 def test_walls_are_drawn_from_first_seen_to_now_with_their_age_and_signals_as_markers() -> None:
-    from helios_orderflow.absorption import AbsorptionSignal
-    from helios_orderflow.exhaustion import ExhaustionSignal
-    from helios_orderflow.walls import Wall
+    from helios_orderflow.signals.absorption import AbsorptionSignal
+    from helios_orderflow.signals.exhaustion import ExhaustionSignal
+    from helios_orderflow.signals.walls import Wall
 
     s = 1_000_000
     active = Wall("bid", 61600.0, 61600.0, 61605.0, 61601.5, 10 * s, 20 * s, 100 * s, 12.5, 14.0, 3.2, 1.0)

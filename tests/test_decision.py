@@ -10,10 +10,10 @@ from _scenario import Feed, S, ask_wall_confirmed, bid_wall_confirmed
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helios_orderflow.decision import decide, decide_from_candles, rsi_last
-from helios_orderflow.engine import PairState
-from helios_orderflow.settings import DecisionSettings
-from helios_orderflow.walls import Wall
+from helios_orderflow.core.settings import DecisionSettings
+from helios_orderflow.engine.pair_engine import PairState
+from helios_orderflow.freqtrade.decision import decide, decide_from_candles, rsi_last
+from helios_orderflow.signals.walls import Wall
 
 
 def _bull_state() -> Feed:

@@ -1,5 +1,5 @@
-"""``make demo`` and ``make demo-backtest`` (``python -m helios_orderflow.demo [--backtest]``), run as a user runs
-them: from a project folder, with real Freqtrade and local-exchange processes."""
+"""``make demo`` and ``make demo-backtest`` (``python -m helios_orderflow.devtools.demo [--backtest]``), run as a
+user runs them: from a project folder, with real Freqtrade and local-exchange processes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.demo import child_env
+from helios_orderflow.devtools.demo import child_env
 from tests._signals import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def processes_in(folder: Path) -> list[int]:
 
 def test_demo_backtest_synthesizes_and_prints_freqtrades_report(tmp_path: Path) -> None:
     cwd = project(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "helios_orderflow.demo", "--backtest", "--hours", "1.5"],
+    proc = subprocess.run([sys.executable, "-m", "helios_orderflow.devtools.demo", "--backtest", "--hours", "1.5"],
                           cwd=cwd, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -60,7 +60,7 @@ def test_demo_runs_freqtrade_against_the_local_exchange_and_ctrl_c_stops_everyth
     cwd = project(tmp_path)
     log = tmp_path / "demo.out"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "helios_orderflow.demo", "--no-dashboard"], cwd=cwd,
+        proc = subprocess.Popen([sys.executable, "-m", "helios_orderflow.devtools.demo", "--no-dashboard"], cwd=cwd,
                                 stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
         try:
             ft_log = cwd / "user_data" / "logs" / "helios-demo.log"

@@ -201,12 +201,12 @@ def test_dockerfile_copies_only_paths_that_exist_in_the_repository():
 def test_environment_overrides_reach_freqtrade_and_helios_as_valid_settings(tmp_path):
     """The compose file opens the API and the dashboard on the container's interface through Freqtrade's
     FREQTRADE__SECTION__KEY variables; the result must still be a config both accept."""
-    strategy_config = pytest.importorskip("helios_orderflow.strategy_config")
+    strategy_config = pytest.importorskip("helios_orderflow.freqtrade.config")
     from freqtrade.configuration.environment_vars import _flat_vars_to_nested_dict
     from freqtrade.misc import deep_merge_dicts
 
-    from helios_orderflow.config_template import InitOptions, build_config
-    from helios_orderflow.secrets import ApiServerCredentials
+    from helios_orderflow.freqtrade.config_template import InitOptions, build_config
+    from helios_orderflow.freqtrade.credentials import ApiServerCredentials
 
     env = resolved_services(profile=None)["freqtrade"]["environment"]
     assert env["FREQTRADE__API_SERVER__LISTEN_IP_ADDRESS"] == "0.0.0.0"

@@ -10,9 +10,9 @@ import _btcusdt
 import pytest
 from _scenario import EX, SYM, T0, Feed, S
 
-from helios_orderflow.engine import PairEngine, PairState
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.events import FeedGap, Trade
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import FeedGap, Trade
+from helios_orderflow.engine.pair_engine import PairEngine, PairState
 
 
 def _comparable(st: PairState) -> dict:

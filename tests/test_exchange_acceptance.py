@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.events import BookDelta, BookSnapshot, Trade
-from helios_orderflow.exchange import start_in_thread
-from helios_orderflow.exchange.process import start_subprocess
-from helios_orderflow.exchange.replay import ReplaySource
-from helios_orderflow.exchange.server import ccxt_urls
-from helios_orderflow.exchange.synth import synth_events
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import BookDelta, BookSnapshot, Trade
+from helios_orderflow.emulator import start_in_thread
+from helios_orderflow.emulator.process import start_subprocess
+from helios_orderflow.emulator.replay import ReplaySource
+from helios_orderflow.emulator.server import ccxt_urls
+from helios_orderflow.emulator.synth import synth_events
 from helios_orderflow.importers import ImportStats, iter_import
 from helios_orderflow.recording.reader import read_events
 from helios_orderflow.recording.writer import RecordingWriter
-from helios_orderflow.sequence import BookSync
 from tests._signals import interruptible
 from tests.exchange_fixtures import (
     SYMBOLS,

@@ -12,7 +12,7 @@ import aiohttp
 import ccxt.pro as ccxtpro
 import pytest
 
-from helios_orderflow.exchange import SyntheticSource, start_in_thread
+from helios_orderflow.emulator import SyntheticSource, start_in_thread
 from tests.exchange_fixtures import ccxt_client, converge, follow_books, synthetic_server
 
 pytestmark = pytest.mark.integration
@@ -150,8 +150,8 @@ def test_server_thread_starts_on_a_free_port_reports_its_book_and_stops_cleanly(
 
 @pytest.mark.slow
 def test_replay_loop_seam_keeps_ids_continuous_so_ccxt_never_resyncs(tmp_path):
-    from helios_orderflow.exchange.replay import ReplaySource
-    from helios_orderflow.exchange.synth import write_synthetic
+    from helios_orderflow.emulator.replay import ReplaySource
+    from helios_orderflow.emulator.synth import write_synthetic
 
     write_synthetic(str(tmp_path / "rec"), ["BTC/USDT", "ETH/USDT"], 8, 1_704_067_200_000_000, 3_000_000)
     source = ReplaySource(tmp_path / "rec", speed=2.0, loop=True, history_minutes=30)
@@ -180,7 +180,7 @@ def test_replay_loop_seam_keeps_ids_continuous_so_ccxt_never_resyncs(tmp_path):
 def test_exchange_command_prints_its_urls_and_stops_cleanly_on_sigterm(tmp_path):
     import signal
 
-    from helios_orderflow.exchange import start_subprocess
+    from helios_orderflow.emulator import start_subprocess
 
     proc = start_subprocess(["--synthetic", "--symbols", "BTC/USDT", "--history-minutes", "10"],
                             tmp_path / "exchange.log")
@@ -196,7 +196,7 @@ def test_exchange_command_prints_its_urls_and_stops_cleanly_on_sigterm(tmp_path)
 def test_exchange_command_warms_its_market_up_before_serving(tmp_path):
     import urllib.request
 
-    from helios_orderflow.exchange import start_subprocess
+    from helios_orderflow.emulator import start_subprocess
 
     fresh = SyntheticSource(["BTC/USDT"], seed=0, history_minutes=0).states[0]
     with start_subprocess(["--synthetic", "--symbols", "BTC/USDT", "--history-minutes", "10",

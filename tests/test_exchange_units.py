@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.events import BestBidOffer, BookDelta, BookSnapshot, Trade
-from helios_orderflow.exchange.faults import parse_faults
-from helios_orderflow.exchange.instruments import instrument
-from helios_orderflow.exchange.market import MarketState
-from helios_orderflow.exchange.synth import synth_events
-from helios_orderflow.exchange.synthetic import SyntheticModel, SyntheticSource
-from helios_orderflow.sequence import BookSync
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, Trade
+from helios_orderflow.emulator.faults import parse_faults
+from helios_orderflow.emulator.instruments import instrument
+from helios_orderflow.emulator.market import MarketState
+from helios_orderflow.emulator.synth import synth_events
+from helios_orderflow.emulator.synthetic import SyntheticModel, SyntheticSource
 
 ORIGIN = 1_704_067_200_000_000  # 2024-01-01 UTC
 
@@ -174,7 +174,7 @@ def test_fault_spec_parses_rates_every_nth_and_seconds_and_rejects_bad_items():
 
 
 def test_synth_writes_a_recording_the_reader_reads_back_gap_free(tmp_path: Path):
-    from helios_orderflow.exchange.synth import write_synthetic
+    from helios_orderflow.emulator.synth import write_synthetic
     from helios_orderflow.recording.reader import list_streams, read_events
 
     n, _ = write_synthetic(str(tmp_path / "rec"), ["BTC/USDT", "SOL/USDT:USDT"], 2, ORIGIN, 60_000_000)
@@ -187,7 +187,7 @@ def test_synth_writes_a_recording_the_reader_reads_back_gap_free(tmp_path: Path)
 
 
 def test_synth_and_exchange_commands_report_bad_input_without_traceback(tmp_path: Path, capsys):
-    from helios_orderflow.cli import main
+    from helios_orderflow.cli.main import main
 
     assert main(["synth", "--symbols", "BTC/USDT", "--hours", "0.002", "--seed", "1", "--out",
                  str(tmp_path / "rec")]) == 0

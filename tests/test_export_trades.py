@@ -11,12 +11,12 @@ import pytest
 from freqtrade.data.history import get_datahandler
 from freqtrade.enums import TradingMode
 
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.events import Trade
-from helios_orderflow.export_trades import TRADES_COLUMNS, export_trades, pair_filename
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import Trade
+from helios_orderflow.core.settings import RecordingSettings
+from helios_orderflow.features.export_trades import TRADES_COLUMNS, export_trades, pair_filename
 from helios_orderflow.importers.binance_raw import iter_events
 from helios_orderflow.recording import RecordingWriter
-from helios_orderflow.settings import RecordingSettings
 
 TAKER_BUY = 204.49112  # ../shared/README.md, checked figures of the BTCUSDT capture
 TAKER_SELL = 233.4244

@@ -8,11 +8,11 @@ import _btcusdt
 import pandas as pd
 import pytest
 
-from helios_orderflow.cli import main
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.features import FEATURE_COLUMNS, compute_features
+from helios_orderflow.cli.main import main
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.settings import HeliosSettings, WallSettings
+from helios_orderflow.features.compute import FEATURE_COLUMNS, compute_features
 from helios_orderflow.recording import RecordingWriter
-from helios_orderflow.settings import HeliosSettings, WallSettings
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_recording_features_equal_the_event_features_and_are_cached(recording: P
     assert other.attrs["helios_cache"] == "miss"
     assert compute_features(recording, "BTC/USDT", "5m").attrs["helios_cache"] == "miss"
     # settings the engine does not use (risk, decision) share the entry
-    from helios_orderflow.settings import RiskSettings
+    from helios_orderflow.core.settings import RiskSettings
 
     same = compute_features(recording, "BTC/USDT", "1m", HeliosSettings(risk=RiskSettings(risk_fraction=0.02)))
     assert same.attrs["helios_cache"] == "hit"
@@ -100,8 +100,8 @@ def test_cli_refuses_bad_input_with_a_message(recording: Path, tmp_path: Path,
 
 def test_live_engine_with_heatmap_gives_the_same_candles_as_compute_features() -> None:
     # SharedState runs the engine with the heatmap on; compute_features turns it off: no feature may change.
-    from helios_orderflow.engine import PairEngine
-    from helios_orderflow.features import candles_to_frame
+    from helios_orderflow.engine.pair_engine import PairEngine
+    from helios_orderflow.features.compute import candles_to_frame
 
     rows = []
     live = PairEngine(_btcusdt.EXCHANGE, _btcusdt.SYMBOL, HeliosSettings(), on_candle=rows.append)

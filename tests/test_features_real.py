@@ -9,7 +9,7 @@ import _btcusdt
 import pandas as pd
 import pytest
 
-from helios_orderflow.features import compute_features
+from helios_orderflow.features.compute import compute_features
 from helios_orderflow.recording import RecordingWriter
 
 MINUTE_US = 60_000_000
@@ -73,7 +73,7 @@ def test_changing_events_after_t_changes_nothing_before_t() -> None:
     # double every trade's size after T: candles closed before T must not move
     from dataclasses import replace
 
-    from helios_orderflow.events import Trade
+    from helios_orderflow.core.events import Trade
 
     altered = [replace(e, amount=e.amount * 2) if type(e) is Trade and e.ts_us >= t_cut else e for e in events]
     a = compute_features(events, "BTC/USDT")

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.events import BookDelta, BookSnapshot, FeedGap
-from helios_orderflow.exchange import SyntheticSource, parse_faults, start_in_thread
-from helios_orderflow.feed import Feed
-from helios_orderflow.health import PairHealth
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.emulator import SyntheticSource, parse_faults, start_in_thread
+from helios_orderflow.live.feed import Feed
+from helios_orderflow.live.health import PairHealth
 from helios_orderflow.recording.reader import read_events
-from helios_orderflow.sequence import BookSync
-from helios_orderflow.settings import HeliosSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

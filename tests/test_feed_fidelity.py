@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.events import BookDelta, BookSnapshot, Event, Trade
-from helios_orderflow.exchange import start_in_thread
-from helios_orderflow.exchange.replay import ReplaySource
-from helios_orderflow.feed import Feed
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import BookDelta, BookSnapshot, Event, Trade
+from helios_orderflow.emulator import start_in_thread
+from helios_orderflow.emulator.replay import ReplaySource
 from helios_orderflow.importers.binance_raw import iter_events
+from helios_orderflow.live.feed import Feed
 from helios_orderflow.recording.reader import read_events
 from helios_orderflow.recording.writer import RecordingWriter
-from helios_orderflow.sequence import BookSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

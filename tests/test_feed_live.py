@@ -17,13 +17,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import BookDelta, BookSnapshot, FeedGap, Trade
-from helios_orderflow.exchange import SyntheticSource, start_in_thread
-from helios_orderflow.features import candles_to_frame, compute_features
-from helios_orderflow.feed import Feed
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap, Trade
+from helios_orderflow.emulator import SyntheticSource, start_in_thread
+from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.features.compute import candles_to_frame, compute_features
+from helios_orderflow.live.feed import Feed
 from helios_orderflow.recording.reader import read_events
-from helios_orderflow.sequence import BookSync
 
 pytestmark = pytest.mark.integration
 
@@ -379,7 +379,7 @@ def test_a_trade_ccxt_hands_over_twice_is_emitted_once_and_counted_in_health(exc
 
     feed = Feed("binance", ["BTC/USDT", "ETH/USDT"], ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec",
                 on_exchange=instrument)
-    with caplog.at_level("WARNING", logger="helios_orderflow.feed"):
+    with caplog.at_level("WARNING", logger="helios_orderflow.live.feed"):
         feed.start()
         try:
             wait_for(lambda: len(repeated) >= 8, 60, "trades handed over twice")

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helios_orderflow.exchange import SyntheticSource, parse_faults, start_in_thread
-from helios_orderflow.features import FEATURE_COLUMNS, candles_to_frame, compute_features
-from helios_orderflow.feed import Feed
-from helios_orderflow.settings import HeliosSettings
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.emulator import SyntheticSource, parse_faults, start_in_thread
+from helios_orderflow.features.compute import FEATURE_COLUMNS, candles_to_frame, compute_features
+from helios_orderflow.live.feed import Feed
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.events import BookDelta, BookSnapshot, Trade
-from helios_orderflow.exchange import SyntheticSource, start_in_thread
+from helios_orderflow.core.events import BookDelta, BookSnapshot, Trade
+from helios_orderflow.emulator import SyntheticSource, start_in_thread
 from helios_orderflow.recording.reader import read_events
 from tests._signals import interruptible
 

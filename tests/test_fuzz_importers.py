@@ -34,10 +34,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
 from helios_orderflow.importers import ImportStats, binance_raw, cryptofeed, tardis
-from helios_orderflow.sequence import BookSync
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 BTCUSDT = SHARED / "binance-spot-btcusdt" / "btcusdt_20240808.gz"

@@ -24,11 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helios_orderflow.book_diff import BookDiffer, apply_levels
-from helios_orderflow.events import NO_ID, BookDelta, BookSnapshot
-from helios_orderflow.exchange import SyntheticSource, start_in_thread
-from helios_orderflow.exchange import ws as exchange_ws
-from helios_orderflow.exchange.server import ExchangeServer
+from helios_orderflow.book.diff import BookDiffer, apply_levels
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot
+from helios_orderflow.emulator import SyntheticSource, start_in_thread
+from helios_orderflow.emulator import ws as exchange_ws
+from helios_orderflow.emulator.server import ExchangeServer
 
 # ---- BookDiffer ----------------------------------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
-"""Health counters and the healthy verdict (thresholds documented in helios_orderflow/health.py)."""
+"""Health counters and the healthy verdict (thresholds documented in helios_orderflow/live/health.py)."""
 
 from __future__ import annotations
 
 import math
 
-from helios_orderflow.health import HealthTracker, PairHealth
-from helios_orderflow.settings import HealthSettings
+from helios_orderflow.core.settings import HealthSettings
+from helios_orderflow.live.health import HealthTracker, PairHealth
 
 SETTINGS = HealthSettings(stale_after_s=5.0)
 

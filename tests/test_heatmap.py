@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from _scenario import T0, Feed, S
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.heatmap import auto_bin_size, bin_index, infer_tick
-from helios_orderflow.settings import HeatmapSettings, HeliosSettings
+from helios_orderflow.core.settings import HeatmapSettings, HeliosSettings
+from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.signals.heatmap import auto_bin_size, bin_index, infer_tick
 
 
 def test_auto_bin_is_a_round_multiple_of_the_tick_near_one_basis_point() -> None:

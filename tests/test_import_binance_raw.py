@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.errors import InputError
-from helios_orderflow.events import BestBidOffer, BookDelta, BookSnapshot, Trade
+from helios_orderflow.core.errors import InputError
+from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, Trade
+from helios_orderflow.devtools.samples import BINANCE_BTCUSDT_FILES
 from helios_orderflow.importers import ImportStats
 from helios_orderflow.importers.binance_raw import iter_events
-from helios_orderflow.inspect import inspect_events
-from helios_orderflow.samples import BINANCE_BTCUSDT_FILES
+from helios_orderflow.recording.audit import inspect_events
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.errors import InputError
-from helios_orderflow.events import BestBidOffer, BookDelta, BookSnapshot, FeedGap, Trade
+from helios_orderflow.book.sync import BookSync, DeltaResult
+from helios_orderflow.core.errors import InputError
+from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, FeedGap, Trade
 from helios_orderflow.importers import ImportStats, iter_import
 from helios_orderflow.importers.binance_messages import BinanceMessageError, parse_binance_message
 from helios_orderflow.importers.checksums import kraken_checksum, okx_checksum
 from helios_orderflow.importers.cryptofeed import find_captures, iter_events, venue_from_url
-from helios_orderflow.inspect import inspect_events
-from helios_orderflow.sequence import BookSync, DeltaResult
+from helios_orderflow.recording.audit import inspect_events
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cryptofeed"
 

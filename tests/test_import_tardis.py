@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.errors import InputError
-from helios_orderflow.events import BestBidOffer, BookDelta, BookSnapshot, Trade
+from helios_orderflow.core.errors import InputError
+from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, Trade
 from helios_orderflow.importers import ImportStats, iter_import
 from helios_orderflow.importers.tardis import iter_events, unified_symbol
-from helios_orderflow.inspect import inspect_events
+from helios_orderflow.recording.audit import inspect_events
 
 
 @pytest.fixture(scope="session")

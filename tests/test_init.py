@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.config_template import InitOptions, build_config, local_exchange_ccxt_config
-from helios_orderflow.errors import ConfigError
-from helios_orderflow.secrets import ApiServerCredentials
-from helios_orderflow.settings import HeliosSettings
+from helios_orderflow.core.errors import ConfigError
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.freqtrade.config_template import InitOptions, build_config, local_exchange_ccxt_config
+from helios_orderflow.freqtrade.credentials import ApiServerCredentials
 
 URLSAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -139,7 +139,7 @@ def test_helios_section_holds_the_engine_settings_defaults_and_loads_back():
 
 
 def test_helios_section_is_accepted_whole_by_the_strategy_config_reader():
-    from helios_orderflow import strategy_config  # a failing import fails the test (no skip)
+    from helios_orderflow.freqtrade import config as strategy_config  # a failing import fails the test
 
     section = build_config(InitOptions(), ApiServerCredentials.generate())["helios"]
     settings, strategy, backtest, dashboard = strategy_config.read_section(section)
@@ -221,7 +221,7 @@ def test_freqtrade_accepts_the_generated_config_for_trading(tmp_path, options):
 def test_freqtrade_loads_its_markets_from_the_local_exchange_with_the_generated_config(tmp_path):
     """`helios init --exchange local` against a running `helios exchange --synthetic`: Freqtrade's own
     test-pairlist loads markets through the generated ccxt_config override, offline."""
-    pytest.importorskip("helios_orderflow.commands.exchange")
+    pytest.importorskip("helios_orderflow.cli.commands.exchange")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FREQTRADE__", "PYTEST_"))}
     server = subprocess.Popen(
         [sys.executable, "-m", "helios_orderflow.cli", "exchange", "--synthetic", "--port", "0"],

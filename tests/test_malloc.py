@@ -1,4 +1,4 @@
-"""glibc's mmap threshold pinned by the feed (helios_orderflow/malloc.py): real glibc, no mock."""
+"""glibc's mmap threshold pinned by the feed (helios_orderflow/live/malloc.py): real glibc, no mock."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from helios_orderflow.errors import ConfigError
-from helios_orderflow.malloc import pin_mmap_threshold
-from helios_orderflow.settings import HeliosSettings
+from helios_orderflow.core.errors import ConfigError
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.live.malloc import pin_mmap_threshold
 
 GLIBC = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
 
@@ -18,7 +18,7 @@ GLIBC = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
 # heap (no mmap) unless the threshold is pinned. The child counts mmap'd bytes with mallinfo2's hblkhd.
 _CHILD = r"""
 import ctypes, sys
-from helios_orderflow.malloc import pin_mmap_threshold
+from helios_orderflow.live.malloc import pin_mmap_threshold
 class MI(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]

@@ -10,10 +10,10 @@ from _scenario import T0, Feed, S
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helios_orderflow.book import OrderBook
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import BookDelta
-from helios_orderflow.ofi import TopLevels, ofi_levels, ofi_term, queue_imbalance, weighted_mid
+from helios_orderflow.book.order_book import OrderBook
+from helios_orderflow.core.events import BookDelta
+from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.signals.ofi import TopLevels, ofi_levels, ofi_term, queue_imbalance, weighted_mid
 
 BIDS0 = ((100.0, 5.0), (99.0, 3.0))
 ASKS0 = ((101.0, 4.0), (102.0, 6.0))

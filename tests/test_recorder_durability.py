@@ -19,7 +19,7 @@ import pytest
 import test_recorder_kill as kill
 from test_recorder_kill import pickled_events  # noqa: F401  (the module-scoped fixture, reused)
 
-from helios_orderflow.events import Event
+from helios_orderflow.core.events import Event
 
 #: Kill points of this file, after test_recorder_kill.py's own 0..HELIOS_KILL_POINTS-1 (distinct seeds).
 _FIRST = max(5, kill.KILL_POINTS)

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_recording import btcusdt_events, parquet_files
 
-from helios_orderflow.events import Event
+from helios_orderflow.core.events import Event
 from helios_orderflow.recording import RecordingWriter, read_events
 
 KILL_POINTS = int(os.environ.get("HELIOS_KILL_POINTS", "5"))

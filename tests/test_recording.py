@@ -17,8 +17,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from helios_orderflow.errors import HeliosError
-from helios_orderflow.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
+from helios_orderflow.core.settings import RecordingSettings
 from helios_orderflow.recording import (
     FORMAT_VERSION,
     RecordingWriter,
@@ -28,7 +29,6 @@ from helios_orderflow.recording import (
     stream_span,
 )
 from helios_orderflow.recording.schema import SCHEMAS
-from helios_orderflow.settings import RecordingSettings
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "binance-spot-btcusdt"
 FILES = (DATA / "btcusdt_20240808.gz", DATA / "btcusdt_20240809.gz")

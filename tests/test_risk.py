@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helios_orderflow.risk import clamp_risk, position_size, stop_behind_wall
-from helios_orderflow.settings import RiskSettings
+from helios_orderflow.core.settings import RiskSettings
+from helios_orderflow.freqtrade.risk import clamp_risk, position_size, stop_behind_wall
 
 
 def test_risk_fraction_is_clamped_to_one_to_two_percent() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.secrets import (
+from helios_orderflow.freqtrade.credentials import (
     MIN_SECRET_LEN,
     REDACTED,
     ApiServerCredentials,
@@ -151,7 +151,7 @@ _LOGGING_SCRIPT = textwrap.dedent(
     """
     import json, logging, os, sys, threading
     from freqtrade.loggers import bufferHandler, setup_logging, setup_logging_pre
-    from helios_orderflow.secrets import install_redaction, secret_values_from_config
+    from helios_orderflow.freqtrade.credentials import install_redaction, secret_values_from_config
 
     config_path, logfile, mode = sys.argv[1:4]
     config = json.load(open(config_path))

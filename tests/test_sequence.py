@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from helios_orderflow.events import NO_ID, BookDelta, BookSnapshot
-from helios_orderflow.sequence import BookSync, DeltaResult
+from helios_orderflow.book.sync import BookSync, DeltaResult
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot
 
 
 def snap(u: int) -> BookSnapshot:

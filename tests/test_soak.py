@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.soak import SCHEDULE, run_soak, schedule
+from helios_orderflow.devtools.soak import SCHEDULE, run_soak, schedule
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,7 +60,7 @@ def test_one_minute_soak_recovers_every_fault_and_loses_nothing_outside_declared
 
 
 def test_the_pass_rule_fails_on_a_trade_recorded_twice_or_a_slow_recovery_and_says_which():
-    from helios_orderflow.soak import RECOVERY_LIMIT_S, pass_rule_failures
+    from helios_orderflow.devtools.soak import RECOVERY_LIMIT_S, pass_rule_failures
 
     clean = {"rss_growth_pct": 1.0, "faults_unrecovered": 0, "faults_undetected": 0, "lost_book_diffs": 0,
              "lost_trades": 0, "duplicate_trades": 0, "trades_delivered_twice_dropped": 0, "wrong_books": 0,

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from helios_orderflow.health import HealthTracker, PairHealth
-from helios_orderflow.settings import HealthSettings
-from helios_orderflow.state import CandleHistory, PairSnapshot, SharedState
+from helios_orderflow.core.settings import HealthSettings
+from helios_orderflow.live.health import HealthTracker, PairHealth
+from helios_orderflow.live.state import CandleHistory, PairSnapshot, SharedState
 
 
 class FakeClock:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.errors import ConfigError
-from helios_orderflow.settings import HeliosSettings
-from helios_orderflow.strategy_config import load_config, read_section, settings_table
+from helios_orderflow.core.errors import ConfigError
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.freqtrade.config import load_config, read_section, settings_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,12 +25,12 @@ import pandas as pd
 import pytest
 import requests
 
-from helios_orderflow.backtest_features import ORDERFLOW_COLUMNS
-from helios_orderflow.demo import child_env
-from helios_orderflow.exchange.server import ServerHandle, ccxt_config, start_in_thread
-from helios_orderflow.exchange.synthetic import SyntheticSource
-from helios_orderflow.risk import position_size
-from helios_orderflow.strategy import LONG_TAG, HeliosStrategy
+from helios_orderflow.devtools.demo import child_env
+from helios_orderflow.emulator.server import ServerHandle, ccxt_config, start_in_thread
+from helios_orderflow.emulator.synthetic import SyntheticSource
+from helios_orderflow.features.backtest import ORDERFLOW_COLUMNS
+from helios_orderflow.freqtrade.risk import position_size
+from helios_orderflow.freqtrade.strategy import LONG_TAG, HeliosStrategy
 from tests._signals import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,12 +14,12 @@ import _btcusdt
 import pandas as pd
 import pytest
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import Trade
-from helios_orderflow.features import compute_features
+from helios_orderflow.core.events import Trade
+from helios_orderflow.core.settings import RecordingSettings
+from helios_orderflow.core.trade_ids import TradeIdAudit, TradeIdGuard, has_increasing_trade_ids
+from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.features.compute import compute_features
 from helios_orderflow.recording.writer import RecordingWriter
-from helios_orderflow.settings import RecordingSettings
-from helios_orderflow.trade_ids import TradeIdAudit, TradeIdGuard, has_increasing_trade_ids
 
 EVIDENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "evidence" / "soak-duplicated-trades"
 

@@ -7,9 +7,9 @@ import math
 import _btcusdt
 import pytest
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import Trade
-from helios_orderflow.vwap import SessionVwap
+from helios_orderflow.core.events import Trade
+from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.signals.vwap import SessionVwap
 
 
 def test_vwap_and_bands_by_hand() -> None:

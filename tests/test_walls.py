@@ -5,9 +5,9 @@ from __future__ import annotations
 import _btcusdt
 from _scenario import ASKS, BIDS, T0, Feed, S
 
-from helios_orderflow.engine import PairEngine
-from helios_orderflow.events import Trade
-from helios_orderflow.settings import HeliosSettings
+from helios_orderflow.core.events import Trade
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.engine.pair_engine import PairEngine
 
 
 def _wall_feed() -> Feed:

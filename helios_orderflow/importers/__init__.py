@@ -3,6 +3,8 @@
 Each format is one module with ``iter_events(paths, *, progress=None, stats=None, **options)`` that yields
 events in the order they were received (local time). ``FORMATS`` maps the ``--format`` names of
 ``helios import`` to those modules.
+
+May import: core, book, recording.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..events import Event
+from helios_orderflow.core.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ IterEvents = Callable[..., Iterator[Event]]
 
 
 def get_importer(fmt: str) -> IterEvents:
-    from ..errors import HeliosError
+    from helios_orderflow.core.errors import HeliosError
 
     if fmt not in FORMATS:
         raise HeliosError(f"unknown import format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -38,9 +38,9 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from ..errors import HeliosError
-from ..events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Levels, Trade
-from ..symbols import binance_unified
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Levels, Trade
+from helios_orderflow.core.symbols import binance_unified
 
 SymbolMap = Mapping[str, str] | Callable[[str], str] | None
 """Wire symbol (upper case, e.g. ``BTCUSDT``) -> ccxt unified symbol; None = infer from the name."""

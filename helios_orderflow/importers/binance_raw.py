@@ -28,12 +28,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..events import BookSnapshot, Event
-from ..symbols import binance_unified
+from helios_orderflow.core.errors import InputError
+from helios_orderflow.core.events import BookSnapshot, Event
+from helios_orderflow.core.symbols import binance_unified
+from helios_orderflow.importers.binance_messages import BinanceMessageError, parse_binance_message
+from helios_orderflow.importers.source import iter_lines
+
 from . import ImportStats
-from .binance_messages import BinanceMessageError, parse_binance_message
-from .source import iter_lines
 
 _DETECT_LINES = 5000
 

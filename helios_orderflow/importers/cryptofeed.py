@@ -49,19 +49,20 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlparse
 
-from ..errors import ConfigError, HeliosError, InputError
-from ..events import NO_ID, BookDelta, BookSnapshot, Event
-from . import ImportStats
-from .binance_messages import (
+from helios_orderflow.core.errors import ConfigError, HeliosError, InputError
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot, Event
+from helios_orderflow.importers.binance_messages import (
     SymbolMap,
     parse_binance_message,
     parse_depth_snapshot,
     resolve_symbol,
     symbol_map_from_exchange_info,
 )
-from .kraken import KrakenParser
-from .okx import OkxParser, symbol_map_from_instruments
-from .source import iter_lines
+from helios_orderflow.importers.kraken import KrakenParser
+from helios_orderflow.importers.okx import OkxParser, symbol_map_from_instruments
+from helios_orderflow.importers.source import iter_lines
+
+from . import ImportStats
 
 SUPPORTED = ("binance", "binanceus", "binanceusdm", "binancecoinm", "kraken", "okx")
 

@@ -31,9 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HeliosError
-from ..events import NO_ID, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
-from .checksums import TextBook
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
+from helios_orderflow.importers.checksums import TextBook
 
 EXCHANGE = "kraken"
 

@@ -32,9 +32,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HeliosError
-from ..events import NO_ID, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
-from .checksums import TextBook
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
+from helios_orderflow.importers.checksums import TextBook
 
 EXCHANGE = "okx"
 

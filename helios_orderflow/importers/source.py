@@ -17,7 +17,7 @@ from typing import IO
 
 from tqdm import tqdm
 
-from ..errors import InputError
+from helios_orderflow.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -39,13 +39,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, HeliosError, InputError
-from ..events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Level, Trade
-from ..symbols import KNOWN_QUOTES, binance_unified, split_pair
+from helios_orderflow.core.errors import ConfigError, HeliosError, InputError
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Level, Trade
+from helios_orderflow.core.symbols import KNOWN_QUOTES, binance_unified, split_pair
+from helios_orderflow.importers.kraken import kraken_unified
+from helios_orderflow.importers.okx import okx_unified
+from helios_orderflow.importers.source import iter_lines
+
 from . import ImportStats
-from .kraken import kraken_unified
-from .okx import okx_unified
-from .source import iter_lines
 
 # tardis exchange name -> ccxt id.
 TARDIS_EXCHANGES: dict[str, str] = {

@@ -1,8 +1,12 @@
 """Helios recordings: a hive-partitioned Parquet dataset of events (format in schema.py and
-docs/recording.md), written crash-safe by RecordingWriter and streamed back in order by read_events."""
+docs/recording.md), written crash-safe by RecordingWriter and streamed back in order by read_events; ``audit``
+checks a stream of events against the venue's own sequence numbers and trade ids.
 
-from .reader import content_key, list_streams, read_events, stream_span
-from .schema import FORMAT_VERSION
-from .writer import RecordingWriter
+May import: core, book.
+"""
+
+from helios_orderflow.recording.reader import content_key, list_streams, read_events, stream_span
+from helios_orderflow.recording.schema import FORMAT_VERSION
+from helios_orderflow.recording.writer import RecordingWriter
 
 __all__ = ["FORMAT_VERSION", "RecordingWriter", "content_key", "list_streams", "read_events", "stream_span"]

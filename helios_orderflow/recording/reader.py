@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import HeliosError
-from ..events import BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
-from ..symbols import symbol_from_path
-from .schema import DATA_TABLES, FORMAT_VERSION, META_RUN, RUNS_DIR, SCHEMAS, TABLES
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Level, Trade
+from helios_orderflow.core.symbols import symbol_from_path
+from helios_orderflow.recording.schema import DATA_TABLES, FORMAT_VERSION, META_RUN, RUNS_DIR, SCHEMAS, TABLES
 
 Stream = tuple[str, str]  # (ccxt exchange id, unified symbol)
 _Runs = dict[str, "int | None"]  # run id -> committed seq; None = closed normally (no filter)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..symbols import symbol_to_path
+from helios_orderflow.core.symbols import symbol_to_path
 
 FORMAT_VERSION = 1
 

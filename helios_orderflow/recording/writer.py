@@ -37,10 +37,10 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import HeliosError
-from ..events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
-from ..settings import RecordingSettings
-from .schema import (
+from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
+from helios_orderflow.core.settings import RecordingSettings
+from helios_orderflow.recording.schema import (
     COMPRESSION,
     DICTIONARY_COLUMNS,
     FORMAT_VERSION,

@@ -1,0 +1,425 @@
+"""Every tunable of Helios, with its default and unit, in one place.
+
+Settings are read from the ``helios`` section of the Freqtrade config (see ``HeliosSettings.from_dict``);
+unknown keys and bad values stop start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+from helios_orderflow.core.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    """How recordings are written (see README, "Recording format")."""
+
+    enabled: bool = True
+    #: Where recordings go, relative to Freqtrade's user_data dir when not absolute.
+    path: str = "orderflow"
+    #: Buffered events are written out at least this often (seconds of wall-clock time); a crash
+    #: loses at most this much.
+    flush_interval_s: float = 5.0
+    #: A file is closed and a new one started after this many seconds of data.
+    segment_s: float = 60.0
+    #: ... or after this many rows, whichever comes first (bounds memory and file size).
+    segment_rows: int = 1_000_000
+
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
+    """Build settings dataclass ``cls`` from a dict, rejecting unknown keys and wrong types."""
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
+    data = dict(data or {})
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(repr(k) for k in unknown)} in {where}; allowed: {', '.join(sorted(names))}"
+        )
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            values[f.name] = from_mapping(hint, value, f"{where}.{f.name}")  # type: ignore[arg-type]
+            continue
+        values[f.name] = _coerce(value, hint, f"{where}.{f.name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+# --- Order-flow engine, decision and risk (issue 3; units and meaning in docs/signals.md) ---------------
+
+
+def _require(ok: bool, where: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where} {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class HeatmapSettings:
+    """The liquidity heatmap, and the price bin that walls and absorption also use."""
+
+    #: Build heatmap columns at all (the per-candle features never read them; ``compute_features`` turns
+    #: this off to save time, which changes no feature value).
+    enabled: bool = True
+    #: One column is sampled every this many milliseconds of event time.
+    snapshot_interval_ms: int = 500
+    #: Columns cover mid +/- this many percent of the mid price (fixed when the first book arrives).
+    range_pct: float = 0.5
+    #: Price bin in quote units (e.g. 0.5), or "auto": the round multiple of the tick (1, 2, 2.5 or 5 x 10^k
+    #: ticks) nearest, in ratio, to 1 basis point of the first mid price.
+    bin_size: float | str = "auto"
+    #: Price tick in quote units; 0 = inferred from the decimals of the first book snapshot.
+    tick_size: float = 0.0
+    #: The ring buffer keeps this many seconds of columns (memory is fixed by this, not by run length).
+    window_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _require(self.snapshot_interval_ms > 0, "helios.heatmap.snapshot_interval_ms", "must be > 0")
+        _require(0 < self.range_pct <= 50, "helios.heatmap.range_pct", "must be in (0, 50]")
+        _require(self.tick_size >= 0, "helios.heatmap.tick_size", "must be >= 0 (0 = infer)")
+        _require(self.window_s >= self.snapshot_interval_ms / 1000, "helios.heatmap.window_s",
+                 "must hold at least one column")
+        b = self.bin_size
+        if isinstance(b, str):
+            _require(b == "auto", "helios.heatmap.bin_size", f"must be a price step like 0.5 or 'auto', got {b!r}")
+        else:
+            _require(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0,
+                     "helios.heatmap.bin_size", f"must be a price step > 0 or 'auto', got {b!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    """CVD, VWAP, order-flow imbalance, book imbalances and candles."""
+
+    #: The session (CVD and VWAP anchor) starts every day at this UTC time, "HH:MM".
+    session_anchor_utc: str = "00:00"
+    #: Multi-level OFI sums the OFI of the best this many price levels per side.
+    ofi_levels: int = 5
+    #: Depth imbalance counts resting size within mid +/- this many basis points.
+    depth_imbalance_bps: float = 10.0
+    #: Closed candles the engine keeps (bounded history for the live dataframe).
+    candle_history: int = 1500
+
+    def __post_init__(self) -> None:
+        hh, sep, mm = self.session_anchor_utc.partition(":")
+        ok = bool(sep) and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
+        _require(ok, "helios.flow.session_anchor_utc", f"must be 'HH:MM' (UTC), got {self.session_anchor_utc!r}")
+        _require(1 <= self.ofi_levels <= 50, "helios.flow.ofi_levels", "must be in 1..50")
+        _require(self.depth_imbalance_bps > 0, "helios.flow.depth_imbalance_bps", "must be > 0")
+        _require(self.candle_history >= 1, "helios.flow.candle_history", "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class WallSettings:
+    """Liquidity walls: price bins (heatmap bins) that hold far more resting size than their neighbours."""
+
+    #: Walls are looked for within mid +/- this many percent.
+    range_pct: float = 0.3
+    #: A bin is a wall candidate when its resting size >= this times the median non-empty bin size in range.
+    size_k: float = 3.0
+    #: ... and becomes a wall once it has stayed a candidate this many seconds.
+    min_age_s: float = 10.0
+    #: A wall ends when its size falls below this fraction of its peak size.
+    end_frac: float = 0.25
+    #: An ended wall was "traded" (through) when taker volume into or beyond it since it was first seen is at
+    #: least this fraction of the size it lost (peak - size at end); otherwise it was "pulled".
+    traded_frac: float = 0.5
+    #: The book is scanned for walls every this many milliseconds of event time.
+    scan_interval_ms: int = 2000
+    #: No walls are reported when fewer non-empty bins than this are in range (the median means nothing).
+    min_bins: int = 5
+
+    def __post_init__(self) -> None:
+        _require(0 < self.range_pct <= 50, "helios.walls.range_pct", "must be in (0, 50]")
+        _require(self.size_k > 1, "helios.walls.size_k", "must be > 1")
+        _require(self.min_age_s >= 0, "helios.walls.min_age_s", "must be >= 0")
+        _require(0 <= self.end_frac < 1, "helios.walls.end_frac", "must be in [0, 1)")
+        _require(0 <= self.traded_frac <= 1, "helios.walls.traded_frac", "must be in [0, 1]")
+        _require(self.scan_interval_ms > 0, "helios.walls.scan_interval_ms", "must be > 0")
+        _require(self.min_bins >= 1, "helios.walls.min_bins", "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class AbsorptionSettings:
+    """Absorption: aggressive volume into a wall that holds."""
+
+    #: Taker volume into the wall is summed over this many seconds.
+    window_s: float = 30.0
+    #: Absorption fires when that sum reaches this fraction of the wall's peak size.
+    frac: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.window_s > 0, "helios.absorption.window_s", "must be > 0")
+        _require(self.frac > 0, "helios.absorption.frac", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ExhaustionSettings:
+    """Exhaustion: a new price extreme that CVD and aggressive volume do not confirm (1 s buckets)."""
+
+    #: The recent window, seconds (a whole number of 1 s buckets).
+    window_s: int = 30
+    #: The window is compared with the this many seconds before it (lookback includes the recent window).
+    lookback_s: int = 300
+    #: Recent taker volume in the move's direction must be below this fraction of its average per window
+    #: over the earlier part of the lookback.
+    volume_frac: float = 0.7
+
+    def __post_init__(self) -> None:
+        _require(self.window_s >= 1, "helios.exhaustion.window_s", "must be >= 1")
+        _require(self.lookback_s >= 2 * self.window_s, "helios.exhaustion.lookback_s", "must be >= 2 x window_s")
+        _require(self.volume_frac > 0, "helios.exhaustion.volume_frac", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    """When the decision layer says STRONG_BUY / STRONG_SELL."""
+
+    #: TA-Lib RSI period, in candles.
+    rsi_period: int = 14
+    #: STRONG_BUY needs RSI below this (and bullish absorption at a bid wall).
+    rsi_buy_below: float = 30.0
+    #: STRONG_SELL needs RSI above this (and bearish absorption at an ask wall).
+    rsi_sell_above: float = 70.0
+    #: An absorption signal older than this many seconds (event time) no longer counts.
+    signal_max_age_s: float = 60.0
+    #: Allow STRONG_SELL (shorts); spot strategies set this false.
+    allow_short: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.rsi_period >= 2, "helios.decision.rsi_period", "must be >= 2")
+        _require(0 <= self.rsi_buy_below <= 100, "helios.decision.rsi_buy_below", "must be in [0, 100]")
+        _require(0 <= self.rsi_sell_above <= 100, "helios.decision.rsi_sell_above", "must be in [0, 100]")
+        _require(self.signal_max_age_s > 0, "helios.decision.signal_max_age_s", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSettings:
+    """Position risk: the 1-2 % rule with the stop behind the nearest protecting wall."""
+
+    #: Fraction of equity risked per trade; clamped to [min_risk_fraction, max_risk_fraction].
+    risk_fraction: float = 0.015
+    min_risk_fraction: float = 0.01
+    max_risk_fraction: float = 0.02
+    #: The stop sits this many basis points of the entry price behind the wall (at least one tick).
+    stop_buffer_bps: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(0 < self.min_risk_fraction <= self.max_risk_fraction < 1, "helios.risk",
+                 "needs 0 < min_risk_fraction <= max_risk_fraction < 1")
+        _require(self.risk_fraction > 0, "helios.risk.risk_fraction", "must be > 0")
+        _require(self.stop_buffer_bps >= 0, "helios.risk.stop_buffer_bps", "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """The live feed thread (helios_orderflow/live/feed.py): which streams, book depth, reconnects."""
+
+    #: Book levels per side the feed compares and publishes (ccxt's Binance default, and the depth of
+    #: the REST snapshot ccxt starts from). A level outside the best this many is reported removed.
+    book_depth: int = 1000
+    #: Watch trades (the engine's CVD, VWAP, absorption need them).
+    trades: bool = True
+    #: Watch the venue's best bid/offer stream (Binance bookTicker) where the exchange has one.
+    bbo: bool = True
+    #: Use ccxt's multi-symbol watchers (watch_trades_for_symbols, watch_bids_asks) where the exchange
+    #: has them; books are always one subscription per pair (see feed.py for why).
+    multi_symbol: bool = True
+    #: Reconnect backoff: first delay, cap (seconds) and jitter (fraction of the delay taken off at random).
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 30.0
+    backoff_jitter: float = 0.5
+    #: stop() waits at most this long for the thread (seconds); it must stay under 5.
+    stop_timeout_s: float = 4.0
+    #: The websocket client pings this often (seconds) and drops a connection after two unanswered
+    #: pings (ccxt's keepalive; Binance's own default is 180 s, too slow to notice a dead link).
+    ws_keepalive_s: float = 20.0
+    #: Pin glibc malloc's mmap threshold at this many KiB when the feed starts (0: leave malloc alone).
+    #: Without it, glibc raises the threshold after the first large temporary and the heap fragments:
+    #: RSS then creeps ~1 MB/min under a 20-pair feed (helios_orderflow/live/malloc.py says why). Process-wide.
+    malloc_mmap_threshold_kib: int = 128
+
+    def __post_init__(self) -> None:
+        problems = [
+            (0 <= self.malloc_mmap_threshold_kib <= 32 * 1024,
+             "helios.feed.malloc_mmap_threshold_kib must be in 0..32768 (0 leaves malloc alone)"),
+            (1 <= self.book_depth <= 5000, "helios.feed.book_depth must be in 1..5000"),
+            (0 < self.backoff_initial_s <= self.backoff_max_s,
+             "helios.feed needs 0 < backoff_initial_s <= backoff_max_s"),
+            (0 <= self.backoff_jitter <= 1, "helios.feed.backoff_jitter must be in 0..1"),
+            (0 < self.stop_timeout_s <= 5, "helios.feed.stop_timeout_s must be in (0, 5]"),
+            (self.ws_keepalive_s > 0, "helios.feed.ws_keepalive_s must be > 0"),
+        ]
+        for ok, message in problems:
+            if not ok:
+                raise ConfigError(f"{message}, got {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """When a pair's live book counts as healthy (helios_orderflow/live/health.py)."""
+
+    #: A pair with no book update for more than this many seconds is stale (unhealthy).
+    stale_after_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.stale_after_s > 0:
+            raise ConfigError(f"helios.health.stale_after_s must be > 0, got {self.stale_after_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class StrategySettings:
+    """How HeliosStrategy turns signals into orders (``helios.strategy``)."""
+
+    #: confirm_trade_entry rejects an entry when the spread is wider than this many basis points of the mid.
+    max_spread_bps: float = 10.0
+    #: custom_entry_price may cross the book (pay the spread, fill at once) instead of joining the best
+    #: bid (long) or ask (short).
+    cross_book: bool = False
+    #: Stop distance, as a fraction of the entry price, when no wall protects the trade.
+    max_loss: float = 0.02
+    #: The risk rule's stake is capped by "proposed": Freqtrade's stake for this trade (stake_amount, or the
+    #: balance split over max_open_trades with "unlimited"), or "max": Freqtrade's max stake (the balance).
+    stake_cap: str = "proposed"
+    #: Leverage asked for in futures (capped by the exchange's maximum).
+    leverage: float = 1.0
+    #: Live: when Freqtrade has a new candle the engine has not closed yet, wait at most this many seconds
+    #: for it (the kline and book streams race) before leaving that row neutral.
+    live_candle_wait_s: float = 2.0
+    #: Exit a long when buying exhausts (exhaustion_up), a short when selling exhausts (exhaustion_down).
+    exit_on_exhaustion: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.max_spread_bps > 0, "helios.strategy.max_spread_bps", "must be > 0")
+        _require(0 < self.max_loss < 1, "helios.strategy.max_loss", "must be in (0, 1), e.g. 0.02 for 2 %")
+        _require(self.leverage >= 1, "helios.strategy.leverage", "must be >= 1")
+        _require(self.stake_cap in ("proposed", "max"), "helios.strategy.stake_cap",
+                 f"must be 'proposed' or 'max', got {self.stake_cap!r}")
+        _require(0 <= self.live_candle_wait_s <= 30, "helios.strategy.live_candle_wait_s", "must be in 0..30")
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestSettings:
+    """Where backtesting, hyperopt, plot-dataframe and FreqUI charts find recorded L2 (``helios.backtest``)."""
+
+    #: A recording, or a folder of recordings (each subfolder one recording); relative to Freqtrade's
+    #: user_data dir when not absolute.
+    recordings: str = "orderflow"
+    #: ccxt id of the recorded exchange; "" = the config's exchange name (a pair recorded on only one
+    #: exchange is used whatever this says).
+    exchange: str = ""
+    #: Use and fill the per-candle feature cache (``<recording>/.cache/features``).
+    cache: bool = True
+
+
+#: Environment variables holding the dashboard's basic-auth credentials (they win over the config).
+DASHBOARD_ENV_USER = "HELIOS_DASHBOARD_USER"
+DASHBOARD_ENV_PASSWORD = "HELIOS_DASHBOARD_PASSWORD"
+DASHBOARD_SCALES = ("percentile", "log")
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """The liquidity page (``helios.dashboard``). Memory per pair is fixed by ``history_columns``."""
+
+    #: Start the page beside the bot (live and dry-run).
+    enabled: bool = False
+    #: Address and TCP port to bind (0 = any free port). Anything but a loopback address needs credentials.
+    host: str = "127.0.0.1"
+    port: int = 8050
+    #: Basic-auth credentials; the environment variables HELIOS_DASHBOARD_USER/_PASSWORD take precedence.
+    username: str = ""
+    password: str = ""
+    #: How often the browser asks for new data, milliseconds.
+    refresh_ms: int = 1000
+    #: Heatmap colour scaling: "percentile" (each colour step holds the same share of cells: walls are the
+    #: top steps) or "log" (colour proportional to log size).
+    heatmap_scale: str = "percentile"
+    #: The page shows at most this much history per pair (seconds) ...
+    window_s: float = 3600.0
+    #: ... kept as at most this many time columns per pair (their width is window_s / history_columns,
+    #: never below the engine's snapshot interval).
+    history_columns: int = 3600
+    #: A figure has at most this many time columns on screen (older columns are averaged together).
+    max_display_columns: int = 480
+    #: Trade bubbles drawn at most per figure: the largest (a volume filter; the browser draws each one).
+    max_bubbles: int = 1500
+
+    def __post_init__(self) -> None:
+        w = "helios.dashboard."
+        _require(0 <= self.port <= 65535, w + "port", "must be in 0..65535")
+        _require(self.refresh_ms >= 100, w + "refresh_ms", "must be >= 100")
+        _require(self.heatmap_scale in DASHBOARD_SCALES, w + "heatmap_scale",
+                 f"must be one of {', '.join(DASHBOARD_SCALES)}")
+        _require(self.window_s > 0, w + "window_s", "must be > 0")
+        _require(10 <= self.history_columns <= 100_000, w + "history_columns", "must be in 10..100000")
+        _require(10 <= self.max_display_columns <= 5000, w + "max_display_columns", "must be in 10..5000")
+        _require(self.max_bubbles >= 0, w + "max_bubbles", "must be >= 0")
+        _require(bool(self.username) == bool(self.password), w + "username",
+                 "and password must be set together (or neither)")
+
+    def credentials(self, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(user, password) from the environment, else from the config; None when neither has both."""
+        import os
+
+        env = os.environ if environ is None else environ
+        user = env.get(DASHBOARD_ENV_USER, "") or self.username
+        password = env.get(DASHBOARD_ENV_PASSWORD, "") or self.password
+        if user and password:
+            return user, password
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class HeliosSettings:
+    """The ``helios`` section of the Freqtrade config."""
+
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    heatmap: HeatmapSettings = field(default_factory=HeatmapSettings)
+    flow: FlowSettings = field(default_factory=FlowSettings)
+    walls: WallSettings = field(default_factory=WallSettings)
+    absorption: AbsorptionSettings = field(default_factory=AbsorptionSettings)
+    exhaustion: ExhaustionSettings = field(default_factory=ExhaustionSettings)
+    decision: DecisionSettings = field(default_factory=DecisionSettings)
+    risk: RiskSettings = field(default_factory=RiskSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    strategy: StrategySettings = field(default_factory=StrategySettings)
+    backtest: BacktestSettings = field(default_factory=BacktestSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> HeliosSettings:
+        return from_mapping(cls, data, "helios")

@@ -1,0 +1,5 @@
+"""Freqtrade glue: the strategy base class (``strategy``), the entry and stop rule, risk sizing, the
+``helios`` config section and the process-wide feed registry, config templates and credential redaction.
+
+May import: core, book, signals, engine, recording, importers, features, live.
+"""

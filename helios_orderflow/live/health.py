@@ -1,0 +1,217 @@
+"""Per-pair feed health: counters the feed thread keeps, and the ``healthy`` verdict readers compute.
+
+The feed thread owns one ``HealthTracker`` per pair and, whenever something changes, publishes an
+immutable ``PairHealth`` inside the pair's snapshot. Times are ``time.monotonic()`` seconds of the feed's
+clock; the age of the last book update is computed **at read time** from the reader's clock (which
+``SharedState`` injects), so a feed that stops publishing still ages.
+
+A pair is healthy when all of these hold (thresholds in ``HealthSettings``):
+
+1. ``has_book``: a book snapshot has been received since the feed started;
+2. ``in_sync``: the book stream is not failed or resyncing (a watch call raised and the book has not been
+   received again since);
+3. fresh: the last book update is at most ``stale_after_s`` old (default 5 s);
+4. not crossed: the last observed book has best bid < best ask.
+
+Trades and best bid/offer streams are not part of the verdict: a quiet market trades rarely, and a book
+that updates is what entries and stops are priced from.
+
+Counters (since the feed was created):
+
+- ``book_updates``: book observations that changed the book (snapshots included); ``trades``; ``bbo``.
+- ``resyncs``: book snapshots after the first (the book was rebuilt from a fresh snapshot).
+- ``gaps``: the venue's sequence broke (ccxt raised ``InvalidNonce``/``ChecksumError``); ccxt then
+  resubscribes and re-snapshots: a resync follows.
+- ``reconnects``: a watch call failed with a network error (connection lost, ping timeout, REST snapshot
+  refused with 429/5xx) and the loop retried after backoff.
+- ``crossed_books``: times the observed book went from not crossed to crossed.
+- ``duplicate_trades``: trades the venue delivered again (an id already emitted, on a venue whose trade ids
+  increase: ``trade_ids.py``), dropped before the recording and the engine. Not part of the verdict: the
+  book is unaffected and nothing was counted twice, but it should stay 0; a warning is logged when it grows.
+- ``errors``: every exception a watch loop caught (gaps and reconnects included); ``last_error`` is the
+  newest, as ``"ExceptionType: message"``, with ``last_error_mono_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from helios_orderflow.core.settings import HealthSettings
+
+
+@dataclass(frozen=True, slots=True)
+class PairHealth:
+    """One pair's health as of its publication (see module doc for each field)."""
+
+    exchange: str
+    symbol: str
+    has_book: bool = False
+    in_sync: bool = False
+    crossed: bool = False
+    last_book_mono_s: float | None = None
+    last_trade_mono_s: float | None = None
+    book_updates: int = 0
+    trades: int = 0
+    bbo: int = 0
+    resyncs: int = 0
+    gaps: int = 0
+    reconnects: int = 0
+    crossed_books: int = 0
+    duplicate_trades: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_error_mono_s: float | None = None
+
+    def age_s(self, now_mono_s: float) -> float:
+        """Seconds since the last book update at ``now_mono_s`` (monotonic), ``inf`` when there was none."""
+        if self.last_book_mono_s is None:
+            return math.inf
+        return max(0.0, now_mono_s - self.last_book_mono_s)
+
+    def problems(self, now_mono_s: float, settings: HealthSettings) -> tuple[str, ...]:
+        """Why the pair is not healthy at ``now_mono_s``; empty when it is."""
+        out: list[str] = []
+        if not self.has_book:
+            out.append("no book received yet" + (f" (last error: {self.last_error})" if self.last_error else ""))
+        elif not self.in_sync:
+            out.append(f"book resyncing after: {self.last_error or 'resubscription'}")
+        age = self.age_s(now_mono_s)
+        if self.has_book and age > settings.stale_after_s:
+            out.append(f"stale: no book update for {age:.1f} s (limit {settings.stale_after_s:g} s)")
+        if self.crossed:
+            out.append("crossed book: best bid >= best ask")
+        return tuple(out)
+
+    def is_healthy(self, now_mono_s: float, settings: HealthSettings) -> bool:
+        """The ``healthy`` flag at ``now_mono_s`` (see module doc for the conditions)."""
+        return (
+            self.has_book
+            and self.in_sync
+            and not self.crossed
+            and self.last_book_mono_s is not None
+            and now_mono_s - self.last_book_mono_s <= settings.stale_after_s
+        )
+
+
+class HealthTracker:
+    """The feed thread's mutable counters for one pair; ``snapshot()`` freezes them into a PairHealth.
+
+    ``clock``: monotonic seconds (``time.monotonic`` in the feed). Not thread-safe: only the feed thread
+    touches a tracker; readers only see the PairHealth snapshots it makes.
+    """
+
+    __slots__ = (
+        "bbo",
+        "book_updates",
+        "crossed",
+        "crossed_books",
+        "duplicate_trades",
+        "errors",
+        "exchange",
+        "gaps",
+        "has_book",
+        "in_sync",
+        "last_book_mono_s",
+        "last_error",
+        "last_error_mono_s",
+        "last_trade_mono_s",
+        "reconnects",
+        "resyncs",
+        "symbol",
+        "trades",
+        "_clock",
+        "_snapshot",
+    )
+
+    def __init__(self, exchange: str, symbol: str, clock: Callable[[], float]) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self._clock = clock
+        self.has_book = False
+        self.in_sync = False
+        self.crossed = False
+        self.last_book_mono_s: float | None = None
+        self.last_trade_mono_s: float | None = None
+        self.book_updates = 0
+        self.trades = 0
+        self.bbo = 0
+        self.resyncs = 0
+        self.gaps = 0
+        self.reconnects = 0
+        self.crossed_books = 0
+        self.duplicate_trades = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_error_mono_s: float | None = None
+        self._snapshot: PairHealth | None = None
+
+    def on_book(self, *, snapshot: bool, crossed: bool, changed: bool = True) -> None:
+        """A book observation: ``snapshot`` when it (re)started the book, ``crossed`` as observed,
+        ``changed`` False when no level changed (the book is still alive: freshness counts it)."""
+        if snapshot:
+            if self.has_book:
+                self.resyncs += 1
+            self.has_book = True
+        self.in_sync = True
+        if crossed and not self.crossed:
+            self.crossed_books += 1
+        self.crossed = crossed
+        if changed:
+            self.book_updates += 1
+        self.last_book_mono_s = self._clock()
+        self._snapshot = None
+
+    def on_trades(self, n: int) -> None:
+        self.trades += n
+        self.last_trade_mono_s = self._clock()
+        self._snapshot = None
+
+    def on_duplicate_trades(self, n: int) -> None:
+        self.duplicate_trades += n
+        self._snapshot = None
+
+    def on_bbo(self) -> None:
+        self.bbo += 1
+        self._snapshot = None
+
+    def on_error(self, kind: str, message: str, *, book: bool) -> None:
+        """A caught exception. ``kind``: "gap", "reconnect" or "error"; ``book``: it came from the book
+        stream (the book is then out of sync until observed again)."""
+        self.errors += 1
+        if kind == "gap":
+            self.gaps += 1
+        elif kind == "reconnect":
+            self.reconnects += 1
+        self.last_error = message
+        self.last_error_mono_s = self._clock()
+        if book:
+            self.in_sync = False
+        self._snapshot = None
+
+    def snapshot(self) -> PairHealth:
+        """The current counters as an immutable PairHealth (cached until something changes)."""
+        snap = self._snapshot
+        if snap is None:
+            snap = self._snapshot = PairHealth(
+                exchange=self.exchange,
+                symbol=self.symbol,
+                has_book=self.has_book,
+                in_sync=self.in_sync,
+                crossed=self.crossed,
+                last_book_mono_s=self.last_book_mono_s,
+                last_trade_mono_s=self.last_trade_mono_s,
+                book_updates=self.book_updates,
+                trades=self.trades,
+                bbo=self.bbo,
+                resyncs=self.resyncs,
+                gaps=self.gaps,
+                reconnects=self.reconnects,
+                crossed_books=self.crossed_books,
+                duplicate_trades=self.duplicate_trades,
+                errors=self.errors,
+                last_error=self.last_error,
+                last_error_mono_s=self.last_error_mono_s,
+            )
+        return snap

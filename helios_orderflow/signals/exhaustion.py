@@ -1,0 +1,141 @@
+"""Exhaustion: price makes a new extreme that neither CVD nor aggressive volume confirms.
+
+Trades are bucketed by the engine's clock into 1-second buckets. When a bucket closes (at time ``t``, a whole
+second), with ``w = window_s`` and ``L = lookback_s`` seconds, the *recent* window is the last ``w`` buckets
+``[t - w, t)`` and the *prior* window the ``L - w`` buckets before it ``[t - L, t - w)``:
+
+- **up-exhaustion** when (1) the highest trade price in the recent window is above the highest in the prior
+  window (a new high), (2) the highest CVD (since start, sampled after each trade) in the recent window is
+  not above the highest in the prior window (CVD fails to confirm), and (3) taker buy volume in the recent
+  window is below ``volume_frac`` x the average taker buy volume per ``w`` seconds in the prior window
+  (``volume_frac * prior_buy * w / (L - w)``): buying is drying up into the high.
+- **down-exhaustion** mirrored: new low, CVD not below its prior low, taker sell volume drying up.
+
+Both windows need trades, and a signal needs ``L`` seconds of history since the engine started. A signal
+fires when its condition becomes true at a bucket close (once, until the condition has been false at a
+close), stamped with the bucket's end time ``t``; it uses only events the engine processed before ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from helios_orderflow.core.settings import ExhaustionSettings
+
+BUCKET_US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExhaustionSignal:
+    ts_us: int
+    #: "up": buying exhausted at a new high (bearish); "down": selling exhausted at a new low (bullish).
+    direction: Literal["up", "down"]
+    #: The new extreme (recent window) and the prior window's extreme, quote units.
+    price: float
+    prior_price: float
+    #: CVD extreme in the recent window and in the prior window, base units.
+    cvd: float
+    prior_cvd: float
+    #: Taker volume in the move's direction over the recent window, and the threshold it fell below.
+    volume: float
+    volume_threshold: float
+
+
+class ExhaustionDetector:
+    """Ring of 1-second buckets (stored twice so any window is one contiguous slice)."""
+
+    def __init__(self, settings: ExhaustionSettings) -> None:
+        self.settings = settings
+        self.w = int(settings.window_s)
+        self.n = int(settings.lookback_s)
+        n = self.n
+        self._hi = np.full(2 * n, -math.inf)
+        self._lo = np.full(2 * n, math.inf)
+        self._cvd_hi = np.full(2 * n, -math.inf)
+        self._cvd_lo = np.full(2 * n, math.inf)
+        self._buy = np.zeros(2 * n)
+        self._sell = np.zeros(2 * n)
+        self.closed = 0  # buckets closed since (re)start
+        self._up_on = False
+        self._down_on = False
+        self._reset_bucket(math.nan)
+
+    def _reset_bucket(self, cvd: float) -> None:
+        self.b_hi = -math.inf
+        self.b_lo = math.inf
+        self.b_cvd_hi = cvd if not math.isnan(cvd) else -math.inf
+        self.b_cvd_lo = cvd if not math.isnan(cvd) else math.inf
+        self.b_buy = 0.0
+        self.b_sell = 0.0
+
+    def reset(self, cvd: float) -> None:
+        """Forget the history (after a jump in time longer than the lookback)."""
+        for a, v in ((self._hi, -math.inf), (self._lo, math.inf), (self._cvd_hi, -math.inf),
+                     (self._cvd_lo, math.inf), (self._buy, 0.0), (self._sell, 0.0)):
+            a[:] = v
+        self.closed = 0
+        self._up_on = self._down_on = False
+        self._reset_bucket(cvd)
+
+    def add_trade(self, price: float, amount: float, is_buy: bool, cvd_after: float) -> None:
+        if price > self.b_hi:
+            self.b_hi = price
+        if price < self.b_lo:
+            self.b_lo = price
+        if cvd_after > self.b_cvd_hi:
+            self.b_cvd_hi = cvd_after
+        if cvd_after < self.b_cvd_lo:
+            self.b_cvd_lo = cvd_after
+        if is_buy:
+            self.b_buy += amount
+        else:
+            self.b_sell += amount
+
+    def close_bucket(self, end_us: int, cvd: float) -> list[ExhaustionSignal]:
+        """Close the bucket ending at ``end_us``; ``cvd`` = CVD now (carried into empty buckets)."""
+        n = self.n
+        i = self.closed % n
+        for arr, v in ((self._hi, self.b_hi), (self._lo, self.b_lo), (self._cvd_hi, self.b_cvd_hi),
+                       (self._cvd_lo, self.b_cvd_lo), (self._buy, self.b_buy), (self._sell, self.b_sell)):
+            arr[i] = v
+            arr[i + n] = v
+        self.closed += 1
+        self._reset_bucket(cvd)
+        if self.closed < n:
+            return []
+        start = self.closed % n  # oldest bucket of the chronological window [start, start + n)
+        split = start + n - self.w
+        end = start + n
+        signals: list[ExhaustionSignal] = []
+        up = down = False
+        hi_r = self._hi[split:end].max()
+        hi_p = self._hi[start:split].max()
+        if hi_r > hi_p > -math.inf:
+            cvd_r = self._cvd_hi[split:end].max()
+            cvd_p = self._cvd_hi[start:split].max()
+            vol = float(self._buy[split:end].sum())
+            thr = self.settings.volume_frac * float(self._buy[start:split].sum()) * self.w / (n - self.w)
+            if cvd_r <= cvd_p and vol < thr:
+                up = True
+                if not self._up_on:
+                    signals.append(ExhaustionSignal(end_us, "up", float(hi_r), float(hi_p), float(cvd_r),
+                                                    float(cvd_p), vol, thr))
+        lo_r = self._lo[split:end].min()
+        lo_p = self._lo[start:split].min()
+        if lo_r < lo_p < math.inf:
+            cvd_r = self._cvd_lo[split:end].min()
+            cvd_p = self._cvd_lo[start:split].min()
+            vol = float(self._sell[split:end].sum())
+            thr = self.settings.volume_frac * float(self._sell[start:split].sum()) * self.w / (n - self.w)
+            if cvd_r >= cvd_p and vol < thr:
+                down = True
+                if not self._down_on:
+                    signals.append(ExhaustionSignal(end_us, "down", float(lo_r), float(lo_p), float(cvd_r),
+                                                    float(cvd_p), vol, thr))
+        self._up_on = up
+        self._down_on = down
+        return signals

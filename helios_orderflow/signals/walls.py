@@ -1,0 +1,284 @@
+"""Liquidity walls: price bins holding far more resting size than the bins around them, tracked from the
+moment they appear until they end.
+
+Definition (defaults in ``WallSettings``, documented in docs/signals.md). Every ``scan_interval_ms`` of event
+time, with the book in sync:
+1. Levels within mid +/- ``range_pct`` % are summed per price bin (the heatmap's bin), per side.
+2. ``median`` = the median size of the non-empty bins of both sides in that range; a bin with size
+   >= ``size_k`` x median is a *candidate* (first seen = this scan's time).
+3. A candidate that is still a candidate at a scan at least ``min_age_s`` after it was first seen becomes a
+   *wall* (confirmed). A candidate that stops qualifying before that is forgotten.
+4. A wall is then tracked at each scan (size now, peak size, distance from mid) whatever the median does,
+   until its size falls below ``end_frac`` x its peak (ended "traded" or "pulled", below), or its bin
+   leaves the range ("out_of_range"), or the book loses sync ("desync").
+5. Trades: taker volume printed into or beyond a tracked bin (sells at prices < high for a bid bin, buys
+   at prices >= low for an ask bin) since it was first seen is its ``traded_volume``. An ending wall was
+   "traded" (through) when ``traded_volume >= traded_frac x (peak - size at end)``, else "pulled".
+
+A wall's ``price`` is its far edge, the price behind which all of its liquidity sits (bid: the bin's low,
+ask: the bin's high): a stop placed beyond it is behind the whole wall. ``level_price`` is the largest level
+inside the bin (where a trader sees the wall on a ladder).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from helios_orderflow.core.settings import AbsorptionSettings, WallSettings
+from helios_orderflow.signals.absorption import AbsorptionSignal, AbsorptionWindow
+from helios_orderflow.signals.heatmap import _EPS
+
+WallSide = Literal["bid", "ask"]
+
+
+@dataclass(frozen=True, slots=True)
+class Wall:
+    side: WallSide
+    #: Far edge of the bin (bid: low, ask: high), quote units.
+    price: float
+    low: float
+    high: float
+    #: Price of the largest level in the bin at the last scan.
+    level_price: float
+    first_seen_us: int
+    #: When it became a wall (-1 while only a candidate; walls reported by the engine are confirmed).
+    confirmed_us: int
+    last_scan_us: int
+    #: Resting size in the bin at the last scan and the largest seen, base units.
+    size: float
+    peak_size: float
+    #: Distance of ``price`` from the mid at the last scan, basis points (positive).
+    distance_bps: float
+    #: Taker volume into or beyond the bin since first seen, base units.
+    traded_volume: float
+    ended_us: int = -1
+    #: "" while active; "traded", "pulled", "out_of_range" or "desync" once ended.
+    end_reason: str = ""
+
+
+class _Track:
+    __slots__ = (
+        "side", "bin", "low", "high", "level_price", "first_seen_us", "confirmed_us", "last_scan_us",
+        "size", "peak", "distance_bps", "traded", "window",
+    )
+
+    def __init__(self, side: WallSide, b: int, bin_size: float, ts_us: int, window_s: float) -> None:
+        self.side = side
+        self.bin = b
+        self.low = b * bin_size
+        self.high = (b + 1) * bin_size
+        self.level_price = math.nan
+        self.first_seen_us = ts_us
+        self.confirmed_us = -1
+        self.last_scan_us = ts_us
+        self.size = 0.0
+        self.peak = 0.0
+        self.distance_bps = math.nan
+        self.traded = 0.0
+        self.window = AbsorptionWindow(window_s)
+
+    def freeze(self, ended_us: int = -1, reason: str = "") -> Wall:
+        price = self.low if self.side == "bid" else self.high
+        return Wall(
+            self.side, price, self.low, self.high, self.level_price, self.first_seen_us, self.confirmed_us,
+            self.last_scan_us, self.size, self.peak, self.distance_bps, self.traded, ended_us, reason,
+        )
+
+
+def _bin_sizes(prices: np.ndarray, sizes: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bin index per level, the distinct bins, size per distinct bin)."""
+    idx = np.floor(prices / bin_size + _EPS).astype(np.int64)
+    if idx.size == 0:
+        return idx, idx, np.zeros(0)
+    lo = int(idx.min())
+    sums = np.bincount(idx - lo, weights=sizes)
+    nz = np.nonzero(sums)[0]
+    return idx, nz + lo, sums[nz]
+
+
+class WallTracker:
+    """Finds and tracks walls for one book (see the module docstring); also runs absorption on them."""
+
+    def __init__(self, walls: WallSettings, absorption: AbsorptionSettings, bin_size: float) -> None:
+        self.settings = walls
+        self.absorption = absorption
+        self.bin_size = bin_size
+        self.tracks: dict[tuple[str, int], _Track] = {}
+        self._bid_tracks: list[_Track] = []
+        self._ask_tracks: list[_Track] = []
+        self.ended: deque[Wall] = deque(maxlen=32)
+        self.ended_count = 0
+        self._ended_view: tuple[Wall, ...] = ()
+        self.median = math.nan
+        self._active: tuple[Wall, ...] = ()
+        self._active_dirty = False
+
+    # -- scans ---------------------------------------------------------------------------------------
+    def scan(
+        self, ts_us: int, mid: float,
+        bid_p: np.ndarray, bid_q: np.ndarray, ask_p: np.ndarray, ask_q: np.ndarray,
+    ) -> None:
+        s = self.settings
+        bs = self.bin_size
+        r = s.range_pct / 100.0
+        lo_px = mid * (1.0 - r)
+        hi_px = mid * (1.0 + r)
+        bm = bid_p >= lo_px
+        am = ask_p <= hi_px
+        bp, bq = bid_p[bm], bid_q[bm]
+        ap, aq = ask_p[am], ask_q[am]
+        b_idx, b_bins, b_sizes = _bin_sizes(bp, bq, bs)
+        a_idx, a_bins, a_sizes = _bin_sizes(ap, aq, bs)
+        n = b_sizes.size + a_sizes.size
+        current: dict[tuple[str, int], float] = {}
+        if n >= s.min_bins:
+            median = float(np.median(np.concatenate((b_sizes, a_sizes))))
+            self.median = median
+            thr = s.size_k * median
+            for b, size in zip(b_bins[b_sizes >= thr].tolist(), b_sizes[b_sizes >= thr].tolist(), strict=True):
+                current[("bid", b)] = size
+            for b, size in zip(a_bins[a_sizes >= thr].tolist(), a_sizes[a_sizes >= thr].tolist(), strict=True):
+                current[("ask", b)] = size
+        else:
+            self.median = math.nan
+        # Sizes of tracked bins that are no longer candidates (confirmed walls are tracked regardless).
+        b_lookup = dict(zip(b_bins.tolist(), b_sizes.tolist(), strict=True))
+        a_lookup = dict(zip(a_bins.tolist(), a_sizes.tolist(), strict=True))
+        changed = False
+        for key, t in list(self.tracks.items()):
+            side, b = key
+            in_range = (t.low >= lo_px) if side == "bid" else (t.high <= hi_px)
+            size = current.get(key)
+            if size is None:
+                size = (b_lookup if side == "bid" else a_lookup).get(b, 0.0)
+            if t.confirmed_us < 0:
+                if key not in current:
+                    self._drop(key)  # a candidate that stopped qualifying is forgotten
+                    continue
+            else:
+                if not in_range:
+                    self._end(key, ts_us, "out_of_range")
+                    changed = True
+                    continue
+                if size < s.end_frac * t.peak:
+                    t.size = size
+                    lost = t.peak - size
+                    self._end(key, ts_us, "traded" if t.traded >= s.traded_frac * lost else "pulled")
+                    changed = True
+                    continue
+            t.size = size
+            if size > t.peak:
+                t.peak = size
+            t.last_scan_us = ts_us
+            edge = t.low if side == "bid" else t.high
+            t.distance_bps = abs(mid - edge) / mid * 1e4
+            if t.confirmed_us < 0 and ts_us - t.first_seen_us >= s.min_age_s * 1_000_000:
+                t.confirmed_us = ts_us
+            if t.confirmed_us >= 0:
+                changed = True
+        for key, size in current.items():
+            if key in self.tracks:
+                continue
+            side, b = key
+            t = _Track(side, b, bs, ts_us, self.absorption.window_s)
+            t.size = t.peak = size
+            edge = t.low if side == "bid" else t.high
+            t.distance_bps = abs(mid - edge) / mid * 1e4
+            if s.min_age_s <= 0:
+                t.confirmed_us = ts_us
+                changed = True
+            self.tracks[key] = t
+            (self._bid_tracks if side == "bid" else self._ask_tracks).append(t)
+        # The heaviest level of each confirmed wall's bin (a handful of walls: a mask each is cheap).
+        for t in self.tracks.values():
+            if t.confirmed_us >= 0:
+                if t.side == "bid":
+                    m = b_idx == t.bin
+                    p, q = bp[m], bq[m]
+                else:
+                    m = a_idx == t.bin
+                    p, q = ap[m], aq[m]
+                t.level_price = float(p[int(np.argmax(q))]) if p.size else math.nan
+        if changed:
+            self._active_dirty = True
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        t = self.tracks.pop(key)
+        (self._bid_tracks if t.side == "bid" else self._ask_tracks).remove(t)
+
+    def _end(self, key: tuple[str, int], ts_us: int, reason: str) -> None:
+        t = self.tracks[key]
+        self._drop(key)
+        self.ended.append(t.freeze(ts_us, reason))
+        self.ended_count += 1
+        self._ended_view = tuple(self.ended)
+
+    def desync(self, ts_us: int) -> None:
+        """The book can no longer be trusted: every wall ends ("desync"), candidates are forgotten."""
+        for key, t in list(self.tracks.items()):
+            if t.confirmed_us >= 0:
+                self._end(key, ts_us, "desync")
+            else:
+                self._drop(key)
+        self._active_dirty = True
+
+    # -- trades --------------------------------------------------------------------------------------
+    def on_trade(self, ts_us: int, price: float, amount: float, is_buy: bool) -> AbsorptionSignal | None:
+        """Count a trade against the walls it hits; returns an absorption signal when one fires."""
+        signal = None
+        frac = self.absorption.frac
+        bs = self.bin_size
+        if is_buy:
+            for t in self._ask_tracks:
+                if price >= t.low:
+                    t.traded += amount
+                    if t.confirmed_us < 0:
+                        continue
+                    if price >= t.high + bs:
+                        t.window.reset()
+                    elif price < t.high and t.window.add(ts_us, amount, frac * t.peak):
+                        signal = self._signal(t, ts_us, "bear")
+        else:
+            for t in self._bid_tracks:
+                if price < t.high:
+                    t.traded += amount
+                    if t.confirmed_us < 0:
+                        continue
+                    if price < t.low - bs:
+                        t.window.reset()
+                    elif price >= t.low and t.window.add(ts_us, amount, frac * t.peak):
+                        signal = self._signal(t, ts_us, "bull")
+        return signal
+
+    def _signal(self, t: _Track, ts_us: int, direction: str) -> AbsorptionSignal:
+        price = t.low if t.side == "bid" else t.high
+        return AbsorptionSignal(
+            ts_us, direction, price, t.low, t.high, t.size, t.peak, t.window.volume,  # type: ignore[arg-type]
+            self.absorption.window_s,
+        )
+
+    # -- views ---------------------------------------------------------------------------------------
+    def active(self) -> tuple[Wall, ...]:
+        """Confirmed walls, bids by price descending then asks ascending (nearest to the mid first)."""
+        if self._active_dirty:
+            walls = [t.freeze() for t in self.tracks.values() if t.confirmed_us >= 0]
+            bids = sorted((w for w in walls if w.side == "bid"), key=lambda w: -w.price)
+            asks = sorted((w for w in walls if w.side == "ask"), key=lambda w: w.price)
+            self._active = tuple(bids + asks)
+            self._active_dirty = False
+        return self._active
+
+    def recently_ended(self) -> tuple[Wall, ...]:
+        """The last 32 walls that ended, oldest first."""
+        return self._ended_view
+
+    def nearest(self, side: WallSide) -> Wall | None:
+        for w in self.active():
+            if w.side == side:
+                return w
+        return None
