@@ -1,4 +1,7 @@
-"""The Helios liquidity page (Dash): in-process beside the bot, or standalone on a recording."""
+"""The Helios liquidity page (Dash): in-process beside the bot, or standalone on a recording.
+
+May import: core, engine, recording.
+"""
 
 from __future__ import annotations
 

@@ -195,3 +195,29 @@ def test_settings_change_is_a_different_cache_entry(recordings: Path) -> None:
     a = compute_features(recordings / "synth", "BTC/USDT", "1m", half)
     b = compute_features(recordings / "synth", "BTC/USDT", "1m", HeliosSettings())
     assert a.attrs["helios_cache_path"] != b.attrs["helios_cache_path"]
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_feature_request_walks_each_recordings_folders_once(recordings: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, cached: bool) -> None:
+    from helios_orderflow.recording import reader
+
+    walks: list[Path] = []
+    real = reader._streams
+
+    def counting(base: Path) -> object:
+        walks.append(base)
+        return real(base)
+
+    monkeypatch.setattr(reader, "_streams", counting)
+    cache_dir = tmp_path / "cache"
+    if cached:  # fill the cache first: a hit reads the cache key from the same single walk
+        compute_features(recordings / "synth", "BTC/USDT", "1m", cache_dir=cache_dir)
+        walks.clear()
+    rf = RecordedFeatures(recordings, "binance", "1m")
+    frame = compute_features(reader.index_recording(recordings / "synth"), "BTC/USDT", "1m", cache_dir=cache_dir)
+    assert frame.attrs["helios_cache"] == ("hit" if cached else "miss")
+    assert walks == [recordings / "synth"]  # lookup, cache key and read: one walk
+    walks.clear()
+    assert len(rf.frame("BTC/USDT")) == MINUTES + 1  # 30 closed candles and the one open at the end
+    assert walks == [recordings / "synth"]

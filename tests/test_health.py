@@ -95,3 +95,21 @@ def test_snapshot_is_cached_until_a_counter_changes():
 def test_a_pair_never_received_says_why():
     h = PairHealth("binance", "X/USDT", last_error="X/USDT is not a market of binance")
     assert h.problems(0.0, SETTINGS) == ("no book received yet (last error: X/USDT is not a market of binance)",)
+
+
+def test_the_engines_unusable_book_makes_the_one_health_record_unhealthy_and_says_why():
+    clock = FakeClock()
+    s = HealthSettings()
+    tr = HealthTracker("binance", "BTC/USDT", clock)
+    tr.on_book(snapshot=True, crossed=False)
+    assert tr.snapshot().is_healthy(clock(), s)
+    tr.on_engine(False)  # the engine waits for a snapshot after a declared gap
+    h = tr.snapshot()
+    assert not h.engine_book_ok and not h.is_healthy(clock(), s)
+    assert h.problems(clock(), s) == (
+        "the engine's book is not usable yet (waiting for a snapshot after a gap, a side empty, or crossed)",)
+    before = tr.snapshot()
+    tr.on_engine(False)  # no change: the cached record stays
+    assert tr.snapshot() is before
+    tr.on_engine(True)
+    assert tr.snapshot().is_healthy(clock(), s)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot, Level, Levels
 
@@ -56,8 +56,9 @@ def levels_of(side: Sequence[Sequence[Any]], depth: int) -> dict[float, float]:
     sides' zero rows are left out)."""
     top = side[:depth]
     try:
-        # C-speed for the usual [price, amount] pairs; ccxt's sides never hold a zero amount.
-        return dict(top)
+        # C-speed for the usual [price, amount] pairs; ccxt's sides never hold a zero amount. dict() takes
+        # any two-item rows (ccxt's are lists); typeshed only admits tuples, and a longer row raises here.
+        return dict(cast("Sequence[tuple[float, float]]", top))
     except (TypeError, ValueError):
         # Counted / indexed sides carry a third element (order count or order id) and may hold zeros.
         return {row[0]: row[1] for row in top if row[1]}

@@ -27,3 +27,12 @@ class InputError(HeliosError):
 
 class ConfigError(HeliosError):
     """A bad setting: names the key, the value and what is allowed."""
+
+
+def describe(exc: BaseException) -> str:
+    """``"Type: message"`` of an exception on one line, at most 300 characters of message (for health
+    records and log lines)."""
+    text = str(exc).strip().replace("\n", " ")
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from helios_orderflow.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class RecordingSettings:
     segment_rows: int = 1_000_000
 
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
@@ -39,20 +42,20 @@ def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
         raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
     data = dict(data or {})
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
             f"unknown key(s) {', '.join(repr(k) for k in unknown)} in {where}; allowed: {', '.join(sorted(names))}"
         )
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            values[f.name] = from_mapping(hint, value, f"{where}.{f.name}")  # type: ignore[arg-type]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[f.name] = from_mapping(hint, value, f"{where}.{f.name}")
             continue
         values[f.name] = _coerce(value, hint, f"{where}.{f.name}")
     return cls(**values)

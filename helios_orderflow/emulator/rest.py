@@ -20,6 +20,8 @@ from helios_orderflow.emulator.market import MarketState
 from helios_orderflow.emulator.ws import SERVER_KEY, dumps
 
 if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
     from helios_orderflow.emulator.server import ExchangeServer
 
 SPOT_DEPTH_MAX = 5000
@@ -406,7 +408,7 @@ def routes(server: ExchangeServer) -> list[web.RouteDef]:
 
 
 @web.middleware
-async def binance_errors(request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+async def binance_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Binance error bodies and the REST faults (429, 5xx)."""
     server: ExchangeServer = request.app[SERVER_KEY]
     if request.headers.get("Upgrade", "").lower() != "websocket":

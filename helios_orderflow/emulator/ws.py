@@ -21,27 +21,19 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
+from helios_orderflow.emulator.app import MarketApp, dumps
 from helios_orderflow.emulator.klines import INTERVALS
-
-if TYPE_CHECKING:
-    from helios_orderflow.emulator.server import ExchangeServer
 
 log = logging.getLogger(__name__)
 
 _SUFFIXES = {s.lower(): s for s in ("depth", "depth@100ms", "depth@1000ms", "trade", "aggTrade", "bookTicker")}
 _SUFFIXES.update({f"kline_{i}".lower(): f"kline_{i}" for i in INTERVALS})
 
-
-SERVER_KEY: web.AppKey = web.AppKey("helios_exchange_server")
 MAX_QUEUED = 20_000  # frames waiting for one client before it is disconnected as too slow
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"))
 
 
 class Connection:
@@ -56,7 +48,7 @@ class Connection:
         self.wake = asyncio.Event()
         self.opened = time.monotonic()
         self.closed = False
-        self.closer: asyncio.Future | None = None
+        self.closer: asyncio.Future[None] | None = None
 
     def push(self, text: str) -> None:
         if self.closed:
@@ -85,10 +77,11 @@ class Connection:
 
 
 class Hub:
-    """Connections by subscribed stream; publishes one payload to all subscribers of a stream."""
+    """Connections by subscribed stream; publishes one payload to all subscribers of a stream and answers
+    the requests clients send (``on_request``)."""
 
-    def __init__(self, server: ExchangeServer) -> None:
-        self.server = server
+    def __init__(self, app: MarketApp) -> None:
+        self.app = app
         self.conns: set[Connection] = set()
         self.subs: dict[tuple[str, str], set[Connection]] = {}
 
@@ -119,7 +112,7 @@ class Hub:
         if not sep:
             return None
         canon = _SUFFIXES.get(suffix.lower())
-        if canon is None or self.server.state_by_wire(market, sym.upper()) is None:
+        if canon is None or self.app.state_by_wire(market, sym.upper()) is None:
             return None
         if canon == "depth@1000ms":
             canon = "depth"
@@ -134,7 +127,7 @@ class Hub:
                 continue
             conn.subs.add(canon)
             self.subs.setdefault((conn.market, canon), set()).add(conn)
-            log_subs = self.server.log.subscriptions
+            log_subs = self.app.log.subscriptions
             log_subs[canon] = log_subs.get(canon, 0) + 1
         return bad
 
@@ -160,6 +153,42 @@ class Hub:
             except Exception:  # already gone
                 pass
         return len(conns)
+
+    def on_request(self, conn: Connection, text: str) -> None:
+        """Answer one text frame of ``conn``: exactly one JSON reply (an ack, a result or Binance's error
+        shape); a malformed request never costs the connection."""
+        try:
+            req = json.loads(text)
+            method = req.get("method")
+            rid = req.get("id")
+        except (ValueError, AttributeError):
+            conn.push(dumps({"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}}))
+            return
+        params = req.get("params") or []
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE") and (
+            not isinstance(params, list) or not all(isinstance(p, str) for p in params)
+        ):
+            # Binance answers a malformed request with an error and keeps the connection.
+            conn.push(dumps({"error": {"code": 2, "msg": "Invalid request: params must be a list of stream names"},
+                             "id": rid}))
+            return
+        if method == "SUBSCRIBE":
+            bad = self.subscribe(conn, params)
+            if bad:
+                conn.push(dumps({"error": {"code": 2, "msg": f"Invalid request: unknown stream(s) {bad}"}, "id": rid}))
+            else:
+                conn.push(dumps({"result": None, "id": rid}))
+        elif method == "UNSUBSCRIBE":
+            self.unsubscribe(conn, params)
+            conn.push(dumps({"result": None, "id": rid}))
+        elif method == "LIST_SUBSCRIPTIONS":
+            conn.push(dumps({"result": sorted(conn.subs), "id": rid}))
+        elif method == "SET_PROPERTY":
+            conn.push(dumps({"result": None, "id": rid}))
+        elif method == "GET_PROPERTY":
+            conn.push(dumps({"result": False, "id": rid}))
+        else:
+            conn.push(dumps({"error": {"code": 1, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid}))
 
 
 def _route(path: str) -> tuple[str, bool, list[str]]:
@@ -205,41 +234,6 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         pinger.cancel()
         writer.cancel()
     return ws
-
-
-def _on_request(server: ExchangeServer, conn: Connection, text: str) -> None:
-    try:
-        req = json.loads(text)
-        method = req.get("method")
-        rid = req.get("id")
-    except (ValueError, AttributeError):
-        conn.push(dumps({"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}}))
-        return
-    params = req.get("params") or []
-    if method in ("SUBSCRIBE", "UNSUBSCRIBE") and (
-        not isinstance(params, list) or not all(isinstance(p, str) for p in params)
-    ):
-        # Binance answers a malformed request with an error and keeps the connection.
-        conn.push(dumps({"error": {"code": 2, "msg": "Invalid request: params must be a list of stream names"},
-                         "id": rid}))
-        return
-    if method == "SUBSCRIBE":
-        bad = server.hub.subscribe(conn, params)
-        if bad:
-            conn.push(dumps({"error": {"code": 2, "msg": f"Invalid request: unknown stream(s) {bad}"}, "id": rid}))
-        else:
-            conn.push(dumps({"result": None, "id": rid}))
-    elif method == "UNSUBSCRIBE":
-        server.hub.unsubscribe(conn, params)
-        conn.push(dumps({"result": None, "id": rid}))
-    elif method == "LIST_SUBSCRIPTIONS":
-        conn.push(dumps({"result": sorted(conn.subs), "id": rid}))
-    elif method == "SET_PROPERTY":
-        conn.push(dumps({"result": None, "id": rid}))
-    elif method == "GET_PROPERTY":
-        conn.push(dumps({"result": False, "id": rid}))
-    else:
-        conn.push(dumps({"error": {"code": 1, "msg": f"Invalid request: unknown method {method!r}"}, "id": rid}))
 
 
 async def _pinger(server: ExchangeServer, conn: Connection) -> None:

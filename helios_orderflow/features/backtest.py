@@ -31,7 +31,8 @@ import pandas as pd
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.engine.candles import timeframe_us
-from helios_orderflow.features.compute import FEATURE_COLUMNS, candles_to_frame, compute_features
+from helios_orderflow.features.compute import FEATURE_COLUMNS, INT_COLUMNS, candles_to_frame, compute_features
+from helios_orderflow.recording.reader import RecordingIndex, index_recording
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,7 @@ _ZERO_COLUMNS = frozenset(
     PREFIX + c for c in ("volume", "trades", "buy_volume", "sell_volume", "delta", "ofi", "ofi_multi",
                          "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down", "book_ok")
 )
-_INT_COLUMNS = frozenset(
-    PREFIX + c for c in ("trades", "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down",
-                         "book_ok")
-)
+_INT_COLUMNS = frozenset(PREFIX + c for c in INT_COLUMNS)
 _DATA_TABLES = ("book", "trades", "bbo")
 
 
@@ -150,19 +148,19 @@ class RecordedFeatures:
             self._recordings = find_recordings(self.root)
         return self._recordings
 
-    def _streams(self, pair: str) -> list[tuple[Path, str]]:
-        """(recording, exchange) pairs that hold ``pair``: the preferred exchange where recorded there."""
-        from helios_orderflow.recording import list_streams
-
-        out: list[tuple[Path, str]] = []
+    def _streams(self, pair: str) -> list[tuple[RecordingIndex, str]]:
+        """(recording, exchange) pairs that hold ``pair``: the preferred exchange where recorded there. Each
+        recording's folders are walked once here; the index serves the lookup, the cache key and the read."""
+        out: list[tuple[RecordingIndex, str]] = []
         for rec in self.recordings():
             try:
-                exchanges = sorted({e for e, s in list_streams(rec) if s == pair})
+                index = index_recording(rec)
             except HeliosError:
                 continue
+            exchanges = sorted({e for e, s in index.files if s == pair})
             if not exchanges:
                 continue
-            out.append((rec, self.exchange if self.exchange in exchanges else exchanges[0]))
+            out.append((index, self.exchange if self.exchange in exchanges else exchanges[0]))
         return out
 
     def warn_once(self, pair: str, kind: str, message: str) -> None:

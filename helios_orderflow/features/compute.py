@@ -37,13 +37,22 @@ from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.core.symbols import symbol_to_path
 from helios_orderflow.engine.candles import CANDLE_FIELDS, CandleFeatures
 from helios_orderflow.engine.pair_engine import PairEngine
+from helios_orderflow.recording.reader import (
+    RecordingIndex,
+    content_key,
+    index_recording,
+    list_streams,
+    read_events,
+)
 
 #: Bump when the meaning of any feature changes: old cache files are then ignored.
 FEATURES_VERSION = 1
 
 #: The feature table's columns, in order (``date`` first).
 FEATURE_COLUMNS: tuple[str, ...] = ("date", *(f for f in CANDLE_FIELDS if f != "open_time_us"))
-_INT_COLUMNS = ("trades", "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down", "book_ok")
+#: The integer columns of the table (counts and flags); every other column but ``date`` is float64.
+INT_COLUMNS: tuple[str, ...] = ("trades", "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down",
+                                "book_ok")
 
 
 def candles_to_frame(candles: list[CandleFeatures]) -> pd.DataFrame:
@@ -56,7 +65,7 @@ def candles_to_frame(candles: list[CandleFeatures]) -> pd.DataFrame:
     for name, values in zip(CANDLE_FIELDS, cols, strict=True):
         if name == "open_time_us":
             data["date"] = pd.to_datetime(np.asarray(values, dtype=np.int64), unit="us", utc=True)
-        elif name in _INT_COLUMNS:
+        elif name in INT_COLUMNS:
             data[name] = np.asarray(values, dtype=np.int64)
         else:
             data[name] = np.asarray(values, dtype=np.float64)
@@ -70,7 +79,7 @@ def engine_settings(settings: HeliosSettings | None) -> HeliosSettings:
 
 
 def compute_features(
-    events_or_recording: Iterable[Event] | str | os.PathLike[str],
+    events_or_recording: Iterable[Event] | str | os.PathLike[str] | RecordingIndex,
     symbol: str,
     timeframe: str = "1m",
     settings: HeliosSettings | None = None,
@@ -93,8 +102,10 @@ def compute_features(
     past its own close).
     The frame's ``attrs["helios_cache"]`` is ``"hit"``, ``"miss"`` or ``"off"``.
     """
-    if isinstance(events_or_recording, (str, os.PathLike)):
-        return _from_recording(Path(events_or_recording), symbol, timeframe, settings, exchange, start_us, end_us,
+    if isinstance(events_or_recording, (str, os.PathLike, RecordingIndex)):
+        # One walk of the recording's folders serves the stream lookup, the cache key and the read.
+        return _from_recording(index_recording(events_or_recording), symbol, timeframe, settings, exchange, start_us,
+                               end_us,
                                cache, cache_dir, progress, include_partial)
     events = (
         ev for ev in events_or_recording
@@ -128,11 +139,11 @@ def _run(events: Iterable[Event], exchange: str, symbol: str, timeframe: str, se
     return candles_to_frame(rows)
 
 
-def resolve_stream(root: Path, symbol: str | None, exchange: str | None) -> tuple[str, str]:
+def resolve_stream(root: Path | RecordingIndex, symbol: str | None, exchange: str | None) -> tuple[str, str]:
     """(exchange, symbol) of the one stream of ``root`` matching the given filters, or a HeliosError."""
-    from helios_orderflow.recording import list_streams
-
-    streams = list_streams(root)
+    index = index_recording(root)
+    root = index.base
+    streams = list_streams(index)
     match = [s for s in streams if (exchange is None or s[0] == exchange) and (symbol is None or s[1] == symbol)]
     if len(match) == 1:
         return match[0]
@@ -160,15 +171,14 @@ def cache_key(content_key: str, exchange: str, symbol: str, timeframe: str, sett
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _from_recording(root: Path, symbol: str, timeframe: str, settings: HeliosSettings | None, exchange: str | None,
-                    start_us: int | None, end_us: int | None, cache: bool, cache_dir: str | os.PathLike[str] | None,
-                    progress: bool, include_partial: bool) -> pd.DataFrame:
-    from helios_orderflow.recording import content_key, read_events
-
-    exchange, symbol = resolve_stream(root, symbol, exchange)
+def _from_recording(index: RecordingIndex, symbol: str, timeframe: str, settings: HeliosSettings | None,
+                    exchange: str | None, start_us: int | None, end_us: int | None, cache: bool,
+                    cache_dir: str | os.PathLike[str] | None, progress: bool, include_partial: bool) -> pd.DataFrame:
+    root = index.base
+    exchange, symbol = resolve_stream(index, symbol, exchange)
     path: Path | None = None
     if cache:
-        key = cache_key(content_key(root, exchange, symbol), exchange, symbol, timeframe,
+        key = cache_key(content_key(index, exchange, symbol), exchange, symbol, timeframe,
                         settings or HeliosSettings(), start_us, end_us, include_partial)
         folder = Path(cache_dir) if cache_dir is not None else root / ".cache" / "features"
         path = folder / f"{exchange}_{symbol_to_path(symbol)}_{timeframe}_{key[:24]}.parquet"
@@ -181,7 +191,7 @@ def _from_recording(root: Path, symbol: str, timeframe: str, settings: HeliosSet
                 frame.attrs["helios_cache"] = "hit"
                 frame.attrs["helios_cache_path"] = str(path)
                 return frame
-    events = read_events(root, exchange=exchange, symbol=symbol, start_us=start_us, end_us=end_us)
+    events = read_events(index, exchange=exchange, symbol=symbol, start_us=start_us, end_us=end_us)
     frame = _run(events, exchange, symbol, timeframe, settings, progress, include_partial)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

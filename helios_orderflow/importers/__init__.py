@@ -59,7 +59,8 @@ def get_importer(fmt: str) -> IterEvents:
     if fmt not in FORMATS:
         raise HeliosError(f"unknown import format {fmt!r}; choose one of {', '.join(FORMATS)}")
     module = importlib.import_module(FORMATS[fmt])
-    return module.iter_events  # type: ignore[no-any-return]
+    iter_events: IterEvents = module.iter_events
+    return iter_events
 
 
 def iter_import(fmt: str, paths: Sequence[Path], **options: Any) -> Iterator[Event]:

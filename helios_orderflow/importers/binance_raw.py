@@ -87,16 +87,16 @@ def iter_events(
 ) -> Iterator[Event]:
     """Events of one symbol from raw Binance capture files, in receive order (see module docstring)."""
     stats = stats if stats is not None else ImportStats()
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         return
-    detected_exchange, wire = detect(paths[0])
+    detected_exchange, wire = detect(files[0])
     exchange = exchange or detected_exchange or "binance"
     unified = symbol or (binance_unified(wire, exchange) if wire else None)
     wire_of_unified = wire
     last_ts = -1
     last_where = ""
-    for path in paths:
+    for path in files:
         first_line = True
         for lineno, line in iter_lines(path, progress=progress):
             stats.lines += 1

@@ -146,7 +146,7 @@ def find_captures(paths: Sequence[Path | str]) -> list[Capture]:
             add(path, True)
         else:
             matches = sorted(p for p in path.parent.glob(f"{path.name}.*") if p.is_file())
-            found = [add(p, False) for p in matches if _classify(p) and _classify(p)[0] == path.name]  # type: ignore[index]
+            found = [add(p, False) for p in matches if (kind := _classify(p)) is not None and kind[0] == path.name]
             if not any(found):
                 raise InputError(
                     str(path), None, "no such file, directory or capture prefix",

@@ -152,11 +152,12 @@ class OkxParser:
             if action == "snapshot":
                 state = self.books[inst_id] = _InstBook()
             elif action == "update":
-                state = self.books.get(inst_id)  # type: ignore[assignment]
-                if state is None or not state.in_sync:
-                    why = "before its snapshot" if state is None else "while out of sync after a checksum mismatch"
+                known = self.books.get(inst_id)
+                if known is None or not known.in_sync:
+                    why = "before its snapshot" if known is None else "while out of sync after a checksum mismatch"
                     self.stats.skip(f"okx book update {why}", where)
                     continue
+                state = known
             else:
                 raise OkxMessageError(f"book action {action!r} is neither snapshot nor update")
             problem = ""

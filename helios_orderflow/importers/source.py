@@ -13,11 +13,14 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from helios_orderflow.core.errors import InputError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +33,15 @@ def is_gzip(path: Path) -> bool:
 class _CountingReader(io.RawIOBase):
     """Counts compressed bytes read, so the progress bar tracks the file on disk."""
 
-    def __init__(self, raw: IO[bytes], bar: tqdm | None) -> None:
+    def __init__(self, raw: io.BufferedIOBase, bar: tqdm | None) -> None:
         self._raw = raw
         self._bar = bar
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = self._raw.readinto(b)  # type: ignore[attr-defined]
+    def readinto(self, b: WriteableBuffer) -> int:
+        n = self._raw.readinto(b)
         if self._bar is not None and n:
             self._bar.update(n)
         return n or 0
@@ -67,7 +70,7 @@ def iter_lines(path: Path | str, progress: bool | None = None, desc: str | None 
     try:
         with open(path, "rb") as raw:
             counted = io.BufferedReader(_CountingReader(raw, bar), buffer_size=1 << 20)
-            stream: IO[bytes] = gzip.GzipFile(fileobj=counted) if is_gzip(path) else counted
+            stream: io.BufferedIOBase = gzip.GzipFile(fileobj=counted) if is_gzip(path) else counted
             try:
                 for lineno, data in enumerate(stream, start=1):
                     try:

@@ -40,13 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from helios_orderflow.core.errors import ConfigError, HeliosError, InputError
-from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Level, Trade
+from helios_orderflow.core.events import NO_ID, BestBidOffer, BookDelta, BookSnapshot, Event, Level, TakerSide, Trade
 from helios_orderflow.core.symbols import KNOWN_QUOTES, binance_unified, split_pair
 from helios_orderflow.importers.kraken import kraken_unified
 from helios_orderflow.importers.okx import okx_unified
 from helios_orderflow.importers.source import iter_lines
 
 from . import ImportStats
+
+#: tardis's ``side`` of a trade -> the taker's side (its third value, "unknown", is skipped and counted).
+_TAKER_SIDES: dict[str, TakerSide] = {"buy": "buy", "sell": "sell"}
 
 # tardis exchange name -> ccxt id.
 TARDIS_EXCHANGES: dict[str, str] = {
@@ -334,12 +337,12 @@ def _incremental(reader: _Reader) -> Iterator[Event]:
 
 def _trades(reader: _Reader) -> Iterator[Event]:
     for lineno, f in reader.rows():
-        side = f[5]
-        if side not in ("buy", "sell"):
-            if side == "unknown":
+        side = _TAKER_SIDES.get(f[5])
+        if side is None:
+            if f[5] == "unknown":
                 reader.stats.skip("tardis trade with unknown taker side", f"{reader.path}:{lineno}")
             else:
-                reader.bad(lineno, f"trade side {side!r} is not buy, sell or unknown")
+                reader.bad(lineno, f"trade side {f[5]!r} is not buy, sell or unknown")
             continue
         try:
             price, amount = float(f[6]), float(f[7])
@@ -347,7 +350,7 @@ def _trades(reader: _Reader) -> Iterator[Event]:
             reader.bad(lineno, f"price {f[6]!r} or amount {f[7]!r} is not a number")
             continue
         exchange, symbol = reader.resolve(lineno, f[0], f[1])
-        yield Trade(exchange, symbol, int(f[2]), int(f[3]), price, amount, side, f[4])  # type: ignore[arg-type]
+        yield Trade(exchange, symbol, int(f[2]), int(f[3]), price, amount, side, f[4])
 
 
 def _quotes(reader: _Reader) -> Iterator[Event]:

@@ -11,7 +11,12 @@ A pair is healthy when all of these hold (thresholds in ``HealthSettings``):
 2. ``in_sync``: the book stream is not failed or resyncing (a watch call raised and the book has not been
    received again since);
 3. fresh: the last book update is at most ``stale_after_s`` old (default 5 s);
-4. not crossed: the last observed book has best bid < best ask.
+4. not crossed: the last observed book has best bid < best ask;
+5. ``engine_book_ok``: the pair's engine holds a usable book (in sync with the venue's sequence, both sides
+   present, not crossed; ``BookHealth.book_ok`` of its state). True when the feed runs without an engine.
+
+This is the one health record a reader checks: the feed folds the engine's verdict into it at every
+publication, so ``SharedState.is_healthy`` answers for both the connection and the engine's book.
 
 Trades and best bid/offer streams are not part of the verdict: a quiet market trades rarely, and a book
 that updates is what entries and stops are priced from.
@@ -63,6 +68,7 @@ class PairHealth:
     errors: int = 0
     last_error: str | None = None
     last_error_mono_s: float | None = None
+    engine_book_ok: bool = True
 
     def age_s(self, now_mono_s: float) -> float:
         """Seconds since the last book update at ``now_mono_s`` (monotonic), ``inf`` when there was none."""
@@ -82,6 +88,9 @@ class PairHealth:
             out.append(f"stale: no book update for {age:.1f} s (limit {settings.stale_after_s:g} s)")
         if self.crossed:
             out.append("crossed book: best bid >= best ask")
+        if self.has_book and self.in_sync and not self.engine_book_ok:
+            out.append("the engine's book is not usable yet (waiting for a snapshot after a gap, a side empty, "
+                       "or crossed)")
         return tuple(out)
 
     def is_healthy(self, now_mono_s: float, settings: HealthSettings) -> bool:
@@ -90,6 +99,7 @@ class PairHealth:
             self.has_book
             and self.in_sync
             and not self.crossed
+            and self.engine_book_ok
             and self.last_book_mono_s is not None
             and now_mono_s - self.last_book_mono_s <= settings.stale_after_s
         )
@@ -108,6 +118,7 @@ class HealthTracker:
         "crossed",
         "crossed_books",
         "duplicate_trades",
+        "engine_book_ok",
         "errors",
         "exchange",
         "gaps",
@@ -145,6 +156,7 @@ class HealthTracker:
         self.errors = 0
         self.last_error: str | None = None
         self.last_error_mono_s: float | None = None
+        self.engine_book_ok = True
         self._snapshot: PairHealth | None = None
 
     def on_book(self, *, snapshot: bool, crossed: bool, changed: bool = True) -> None:
@@ -171,6 +183,12 @@ class HealthTracker:
     def on_duplicate_trades(self, n: int) -> None:
         self.duplicate_trades += n
         self._snapshot = None
+
+    def on_engine(self, book_ok: bool) -> None:
+        """The engine's verdict on its own book, at a publication."""
+        if book_ok != self.engine_book_ok:
+            self.engine_book_ok = book_ok
+            self._snapshot = None
 
     def on_bbo(self) -> None:
         self.bbo += 1
@@ -213,5 +231,6 @@ class HealthTracker:
                 errors=self.errors,
                 last_error=self.last_error,
                 last_error_mono_s=self.last_error_mono_s,
+                engine_book_ok=self.engine_book_ok,
             )
         return snap

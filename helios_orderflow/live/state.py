@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,12 +28,13 @@ from helios_orderflow.live.health import PairHealth
 class PairSnapshot:
     """One pair as of one publication. Never mutated: a new one replaces it.
 
-    - ``engine``: the engine's own immutable state (``PairState``: features, walls, latest decision,
-      book health, newest heatmap columns, last closed candle's features); None before the first event
-      or when the feed runs without an engine (pure recording).
+    - ``engine``: the engine's own immutable state (``PairState``: features, walls, absorption and
+      exhaustion signals, newest heatmap columns, last closed candle's features); None before the first
+      event or when the feed runs without an engine (pure recording).
     - ``health``: the feed's counters for the pair (see ``health.py``); time-dependent verdicts via
       ``SharedState.is_healthy``/``age_s``/``problems``.
-    - ``history``: the pair's closed per-candle feature rows, oldest first, bounded (the live dataframe).
+    - ``history``: the pair's closed per-candle feature rows, oldest first: the engine's own bounded history
+      (``flow.candle_history`` rows), copied when a candle closes (the live dataframe).
     - ``best_bid``/``best_ask``: of the last observed book (None before one, or on an empty side).
     - ``local_ts_us``: receive time (µs) of the newest event published; ``published_mono_s``: the feed's
       monotonic clock at publication; ``seq``: this pair's publication count (0 = never published).
@@ -50,40 +50,6 @@ class PairSnapshot:
     local_ts_us: int = 0
     published_mono_s: float | None = None
     seq: int = 0
-
-
-class CandleHistory:
-    """The feed side of a pair's bounded per-candle history: ``add`` rows, hand out immutable tuples.
-
-    ``maxlen`` rows are kept (the oldest dropped first). ``rows()`` builds a tuple only after a change, so
-    publishing a snapshot between candle closes costs nothing.
-    """
-
-    __slots__ = ("_rows", "_tuple")
-
-    def __init__(self, maxlen: int) -> None:
-        if maxlen < 1:
-            raise ValueError(f"candle history must keep at least 1 row, got {maxlen}")
-        self._rows: deque[Any] = deque(maxlen=maxlen)
-        self._tuple: tuple[Any, ...] | None = ()
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def add(self, row: Any) -> None:
-        self._rows.append(row)
-        self._tuple = None
-
-    def replace(self, rows: Iterable[Any]) -> None:
-        self._rows.clear()
-        self._rows.extend(rows)
-        self._tuple = None
-
-    def rows(self) -> tuple[Any, ...]:
-        t = self._tuple
-        if t is None:
-            t = self._tuple = tuple(self._rows)
-        return t
 
 
 class SharedState:

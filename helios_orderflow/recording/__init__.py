@@ -5,8 +5,18 @@ checks a stream of events against the venue's own sequence numbers and trade ids
 May import: core, book.
 """
 
-from helios_orderflow.recording.reader import content_key, list_streams, read_events, stream_span
+from helios_orderflow.recording.reader import (
+    RecordingIndex,
+    content_key,
+    index_recording,
+    list_streams,
+    read_events,
+    stream_span,
+)
 from helios_orderflow.recording.schema import FORMAT_VERSION
 from helios_orderflow.recording.writer import RecordingWriter
 
-__all__ = ["FORMAT_VERSION", "RecordingWriter", "content_key", "list_streams", "read_events", "stream_span"]
+__all__ = [
+    "FORMAT_VERSION", "RecordingIndex", "RecordingWriter", "content_key", "index_recording", "list_streams",
+    "read_events", "stream_span",
+]

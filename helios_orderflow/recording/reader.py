@@ -16,7 +16,8 @@ import hashlib
 import heapq
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,28 @@ Stream = tuple[str, str]  # (ccxt exchange id, unified symbol)
 _Runs = dict[str, "int | None"]  # run id -> committed seq; None = closed normally (no filter)
 
 
+@dataclass(frozen=True)
+class RecordingIndex:
+    """One walk of a recording's folders: every stream's Parquet files by table, in read order.
+
+    Every reader function takes an index wherever it takes a recording's path: a caller that asks several
+    things of one recording (which streams, its content key, its events) walks the folders once. An index is
+    a snapshot: files a live writer adds after it are not seen (take a new one to see them)."""
+
+    base: Path
+    files: Mapping[Stream, Mapping[str, list[Path]]]
+
+
+def index_recording(root: str | os.PathLike[str] | RecordingIndex) -> RecordingIndex:
+    """Walk the recording at ``root`` once (an index is returned as it is)."""
+    if isinstance(root, RecordingIndex):
+        return root
+    base = _require_recording(root)
+    return RecordingIndex(base, _streams(base))
+
+
 def read_events(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | RecordingIndex,
     *,
     exchange: str | None = None,
     symbol: str | None = None,
@@ -51,8 +72,8 @@ def read_events(
     """
     if chunk_rows < 1:
         raise HeliosError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    base = _require_recording(root)
-    streams = _streams(base)
+    index = index_recording(root)
+    base, streams = index.base, index.files
     wanted = [
         s for s in sorted(streams) if (exchange is None or s[0] == exchange) and (symbol is None or s[1] == symbol)
     ]
@@ -74,16 +95,17 @@ def _merged(chains: list[Iterator[tuple[Any, ...]]]) -> Iterator[Event]:
         yield item[-1]
 
 
-def list_streams(root: str | os.PathLike[str]) -> list[Stream]:
+def list_streams(root: str | os.PathLike[str] | RecordingIndex) -> list[Stream]:
     """(exchange, unified symbol) of every stream with at least one file, sorted. Lists folders only."""
-    return sorted(_streams(_require_recording(root)))
+    return sorted(index_recording(root).files)
 
 
-def stream_span(root: str | os.PathLike[str], exchange: str, symbol: str) -> tuple[int, int]:
+def stream_span(root: str | os.PathLike[str] | RecordingIndex, exchange: str, symbol: str) -> tuple[int, int]:
     """(first, last) exchange ``timestamp`` in µs over all tables of one stream, from Parquet statistics
     (file footers only; rows are decoded only for the uncommitted tail of a killed run)."""
-    base = _require_recording(root)
-    files = _stream_or_raise(base, exchange, symbol)
+    index = index_recording(root)
+    base = index.base
+    files = _stream_or_raise(index, exchange, symbol)
     runs = _load_runs(base)
     lo: int | None = None
     hi: int | None = None
@@ -121,11 +143,12 @@ def stream_span(root: str | os.PathLike[str], exchange: str, symbol: str) -> tup
     return lo, hi
 
 
-def content_key(root: str | os.PathLike[str], exchange: str, symbol: str) -> str:
+def content_key(root: str | os.PathLike[str] | RecordingIndex, exchange: str, symbol: str) -> str:
     """A stable hash of what ``read_events`` would return for one stream: the names, sizes and mtimes of
     its files and of the run commit records (no file is opened). Changes whenever the data may have."""
-    base = _require_recording(root)
-    files = _stream_or_raise(base, exchange, symbol)
+    index = index_recording(root)
+    base = index.base
+    files = _stream_or_raise(index, exchange, symbol)
     h = hashlib.sha256(f"helios-recording-v{FORMAT_VERSION}\n{exchange}\n{symbol}\n".encode())
     paths = [p for table in files.values() for p in table]
     runs_dir = base / RUNS_DIR
@@ -183,10 +206,10 @@ def _streams(base: Path) -> dict[Stream, dict[str, list[Path]]]:
     return out
 
 
-def _stream_or_raise(base: Path, exchange: str, symbol: str) -> dict[str, list[Path]]:
-    streams = _streams(base)
+def _stream_or_raise(index: RecordingIndex, exchange: str, symbol: str) -> Mapping[str, list[Path]]:
+    streams = index.files
     if (exchange, symbol) not in streams:
-        raise HeliosError(_no_stream_message(base, exchange, symbol, streams))
+        raise HeliosError(_no_stream_message(index.base, exchange, symbol, streams))
     return streams[(exchange, symbol)]
 
 

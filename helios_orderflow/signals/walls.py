@@ -108,7 +108,7 @@ class WallTracker:
         self.settings = walls
         self.absorption = absorption
         self.bin_size = bin_size
-        self.tracks: dict[tuple[str, int], _Track] = {}
+        self.tracks: dict[tuple[WallSide, int], _Track] = {}
         self._bid_tracks: list[_Track] = []
         self._ask_tracks: list[_Track] = []
         self.ended: deque[Wall] = deque(maxlen=32)
@@ -135,7 +135,7 @@ class WallTracker:
         b_idx, b_bins, b_sizes = _bin_sizes(bp, bq, bs)
         a_idx, a_bins, a_sizes = _bin_sizes(ap, aq, bs)
         n = b_sizes.size + a_sizes.size
-        current: dict[tuple[str, int], float] = {}
+        current: dict[tuple[WallSide, int], float] = {}
         if n >= s.min_bins:
             median = float(np.median(np.concatenate((b_sizes, a_sizes))))
             self.median = median
@@ -207,11 +207,11 @@ class WallTracker:
         if changed:
             self._active_dirty = True
 
-    def _drop(self, key: tuple[str, int]) -> None:
+    def _drop(self, key: tuple[WallSide, int]) -> None:
         t = self.tracks.pop(key)
         (self._bid_tracks if t.side == "bid" else self._ask_tracks).remove(t)
 
-    def _end(self, key: tuple[str, int], ts_us: int, reason: str) -> None:
+    def _end(self, key: tuple[WallSide, int], ts_us: int, reason: str) -> None:
         t = self.tracks[key]
         self._drop(key)
         self.ended.append(t.freeze(ts_us, reason))
@@ -255,10 +255,10 @@ class WallTracker:
                         signal = self._signal(t, ts_us, "bull")
         return signal
 
-    def _signal(self, t: _Track, ts_us: int, direction: str) -> AbsorptionSignal:
+    def _signal(self, t: _Track, ts_us: int, direction: Literal["bull", "bear"]) -> AbsorptionSignal:
         price = t.low if t.side == "bid" else t.high
         return AbsorptionSignal(
-            ts_us, direction, price, t.low, t.high, t.size, t.peak, t.window.volume,  # type: ignore[arg-type]
+            ts_us, direction, price, t.low, t.high, t.size, t.peak, t.window.volume,
             self.absorption.window_s,
         )
 

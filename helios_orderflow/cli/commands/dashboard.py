@@ -8,7 +8,7 @@ import time
 from helios_orderflow.core.errors import HeliosError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "dashboard",
         help="liquidity heatmap page on a recording (Bookmap-style; open the printed URL)",

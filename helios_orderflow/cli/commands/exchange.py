@@ -17,7 +17,7 @@ from helios_orderflow.core.errors import HeliosError
 DEFAULT_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("exchange", help="run a local Binance-compatible exchange (synthetic or replay)",
                        description=__doc__)
     src = p.add_mutually_exclusive_group(required=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from helios_orderflow.features.export_trades import FORMATS, export_trades
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export-trades",
         help="write a recording's trades in Freqtrade's trades format (for trades-to-ohlcv)",

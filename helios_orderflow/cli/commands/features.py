@@ -15,7 +15,7 @@ from helios_orderflow.engine.candles import timeframe_us
 from helios_orderflow.features.compute import compute_features, resolve_stream
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "features",
         help="per-candle order-flow features of a recording (the table backtesting uses)",

@@ -14,7 +14,7 @@ from helios_orderflow.importers import FORMATS, ImportStats, iter_import
 log = logging.getLogger(__name__)
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "import",
         help="convert exchange captures (Binance raw, cryptofeed, tardis.dev CSV) into a Helios recording",

@@ -13,7 +13,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.freqtrade.config_template import EXCHANGES, LOCAL_EXCHANGE_PORT, InitOptions, build_config
@@ -25,7 +24,7 @@ DEFAULT_CONFIG = Path("user_data") / "config.json"
 FILE_MODE = 0o600
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "init",
         help="write a Freqtrade config for HeliosStrategy (mode 0600, generated API password)",

@@ -8,14 +8,13 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from helios_orderflow.cli.commands.import_data import importer_options
 from helios_orderflow.importers import FORMATS, ImportStats, iter_import
 from helios_orderflow.recording.audit import StreamReport, inspect_events
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "inspect",
         help="check a recording: gaps, crossed books, best bid/offer agreement, duplicate trades, CVD",

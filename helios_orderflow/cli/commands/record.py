@@ -17,7 +17,7 @@ from helios_orderflow.core.errors import ConfigError
 from helios_orderflow.core.settings import FeedSettings, HeliosSettings
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "record",
         help="record live order books, trades and best bid/offer to a Helios recording",

@@ -8,12 +8,11 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from helios_orderflow.core.errors import HeliosError
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("synth", help="write the synthetic market as a recording", description=__doc__)
     p.add_argument("--symbols", nargs="+", default=["BTC/USDT", "ETH/USDT", "SOL/USDT"],
                    help="ccxt symbols (BTC/USDT spot, BTC/USDT:USDT futures)")

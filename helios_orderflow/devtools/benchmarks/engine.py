@@ -72,14 +72,13 @@ def synthetic_day(base: list[Event], span_us: int = DAY_US) -> Iterator[Event]:
             ts = e.ts_us + dt
             if ts >= end:
                 return
-            t = type(e)
-            if t is Trade:
-                yield Trade(e.exchange, e.symbol, ts, e.local_ts_us + dt, e.price, e.amount, e.side, e.trade_id)  # type: ignore[union-attr]
-            elif t is BookDelta:
-                yield BookDelta(e.exchange, e.symbol, ts, e.local_ts_us + dt, e.first_update_id + di,  # type: ignore[union-attr]
-                                e.update_id + di, e.prev_update_id, e.bids, e.asks)  # type: ignore[union-attr]
-            else:
-                yield BookSnapshot(e.exchange, e.symbol, ts, e.local_ts_us + dt, e.update_id + di, e.bids, e.asks)  # type: ignore[union-attr]
+            if type(e) is Trade:
+                yield Trade(e.exchange, e.symbol, ts, e.local_ts_us + dt, e.price, e.amount, e.side, e.trade_id)
+            elif type(e) is BookDelta:
+                yield BookDelta(e.exchange, e.symbol, ts, e.local_ts_us + dt, e.first_update_id + di,
+                                e.update_id + di, e.prev_update_id, e.bids, e.asks)
+            elif type(e) is BookSnapshot:
+                yield BookSnapshot(e.exchange, e.symbol, ts, e.local_ts_us + dt, e.update_id + di, e.bids, e.asks)
         loop += 1
 
 

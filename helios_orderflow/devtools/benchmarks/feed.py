@@ -117,25 +117,28 @@ class _Receipts:
         from aiohttp.client_proto import ResponseHandler
 
         original = ResponseHandler.data_received
+        receipts = self
 
-        def data_received(proto: Any, data: bytes, _orig: Any = original) -> None:
-            q = getattr(proto, "_payload", None)
+        # Replaces the method, so it has the method's signature (``self`` is the protocol).
+        def data_received(self: ResponseHandler, data: bytes) -> None:
+            q = getattr(self, "_payload", None)
             buf = getattr(q, "_buffer", None)
             if buf is None:
-                return _orig(proto, data)
+                return original(self, data)
             now = time.perf_counter_ns()
             before = len(buf)
-            _orig(proto, data)
+            original(self, data)
             added = len(buf) - before
             if added > 0:
                 key = id(q)
-                fed = self.fed.get(key, 0) + added
-                self.fed[key] = fed
-                chunks = self.chunks.setdefault(key, [])
+                fed = receipts.fed.get(key, 0) + added
+                receipts.fed[key] = fed
+                chunks = receipts.chunks.setdefault(key, [])
                 chunks.append((fed, now))
                 if len(chunks) > 64:
                     del chunks[:32]
 
+        # Instrumentation: patching aiohttp's protocol class for the run is the point (restored after).
         ResponseHandler.data_received = data_received  # type: ignore[method-assign]
         return original
 
@@ -240,6 +243,7 @@ def _time_observations(timing: _Timing) -> Iterator[None]:
         timing.observed[self.symbol] = time.perf_counter_ns()
         return observe(self, book, local_ts_us)
 
+    # Instrumentation: the methods are patched for the measured run only and restored below.
     BookDiffer.observe = timed  # type: ignore[method-assign]
     try:
         yield
@@ -250,7 +254,7 @@ def _time_observations(timing: _Timing) -> Iterator[None]:
 
 def _book_levels(feed: Feed) -> int:
     """Price levels in every pair's engine book (both sides): flat when the exchange's market is warmed up."""
-    return sum(len(p.engine.book.bids) + len(p.engine.book.asks)  # type: ignore[attr-defined]
+    return sum(len(p.engine.book.bids) + len(p.engine.book.asks)
                for p in feed._pairs.values() if p.engine is not None)
 
 
