@@ -72,7 +72,8 @@ def create_app(source: DashboardSource, settings: DashboardSettings | None = Non
     basic auth (``settings.credentials()`` is used when None and the settings carry some)."""
     s = settings or DashboardSettings()
     creds = credentials or s.credentials()
-    app = dash.Dash(__name__, title="Helios · liquidity", update_title=None, compress=True,
+    # update_title=None turns off Dash's "Updating..." tab title; Dash's own annotation says str, wrongly.
+    app = dash.Dash(__name__, title="Helios · liquidity", update_title=None, compress=True,  # type: ignore[arg-type]
                     assets_folder=str(__import__("pathlib").Path(__file__).parent / "assets"))
     if creds is not None:
         install_basic_auth(app.server, creds)

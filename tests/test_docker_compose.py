@@ -197,6 +197,65 @@ def test_dockerfile_copies_only_paths_that_exist_in_the_repository():
     assert missing == []
 
 
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    """One .dockerignore pattern as Docker reads it (Go's filepath.Match plus ``**``): ``*`` and ``?`` stay
+    within one path segment, ``**`` spans any number of them."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(f"^{out}$")
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves ``path`` (relative to the context) out: the last pattern matching the path or
+    one of its parent folders decides, ``!`` patterns bring a path back."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for raw in patterns:
+        keep = raw.startswith("!")
+        regex = _dockerignore_regex(raw.lstrip("!").strip("/"))
+        if any(regex.match(p) for p in prefixes):
+            ignored = not keep
+    return ignored
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies_and_leaves_out_devtools_tests_and_secrets():
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    copied = []
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY "):
+            copied += [w.rstrip("/") for w in line.split()[1:] if not w.startswith("--")][:-1]
+    kept = []
+    for src in copied:
+        path = ROOT / src
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        kept += [str(f.relative_to(ROOT)) for f in files
+                 if "__pycache__" not in f.parts and "devtools" not in f.parts]
+    assert {"setup.cfg", "README.md", "helios_orderflow/cli/main.py", "dashboard/assets/dashboard.css",
+            "user_data/strategies/HeliosStrategy.py"} <= set(kept)
+    assert [f for f in kept if dockerignored(f, patterns)] == []
+    left_out = [
+        "helios_orderflow/devtools/data/samples/binance-spot-btcusdt/btcusdt_20240808.gz",
+        "helios_orderflow/devtools/soak/run.py", "helios_orderflow/devtools/benchmarks/feed.py",
+        "tests/conftest.py", ".venv/bin/python", ".git/HEAD", "build/lib/helios_orderflow/devtools/demo.py",
+        "user_data/config.json", "user_data/data/binance/BTC_USDT-1m.feather", "user_data/orderflow/book/x.parquet",
+        "user_data/tradesv3.sqlite", "docker/.env", "helios_orderflow/__pycache__/strategy.cpython-311.pyc",
+        "user_data/strategies/__pycache__/HeliosStrategy.cpython-311.pyc",
+    ]
+    assert [f for f in left_out if not dockerignored(f, patterns)] == []
+
+
 @needs_compose
 def test_environment_overrides_reach_freqtrade_and_helios_as_valid_settings(tmp_path):
     """The compose file opens the API and the dashboard on the container's interface through Freqtrade's

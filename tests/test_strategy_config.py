@@ -10,7 +10,8 @@ import pytest
 
 from helios_orderflow.core.errors import ConfigError
 from helios_orderflow.core.settings import HeliosSettings
-from helios_orderflow.freqtrade.config import load_config, read_section, settings_table
+from helios_orderflow.core.settings_table import settings_table
+from helios_orderflow.freqtrade.config import load_config, read_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +95,6 @@ def test_docs_table_lists_every_key_with_its_default() -> None:
         m = re.search(rf"^\| `{re.escape(key)}` \| `([^`]*)` \|", text, re.M)
         assert m, f"docs/strategy.md has no row for helios.{key}"
         assert m.group(1) == default, f"helios.{key}: docs say {m.group(1)}, settings say {default}"
+    # ... and no row for a key the settings do not have (a deleted setting leaves the table with it).
+    documented = re.findall(r"^\| `([a-z_]+\.[a-z_0-9]+)` \| `", text, re.M)
+    assert sorted(documented) == sorted(key for key, _, _ in rows)

@@ -1,14 +1,18 @@
 """HeliosStrategy in a real ``freqtrade trade`` dry-run against the local exchange (synthetic market).
 
-One Freqtrade session serves every test here (in order): a trade is opened on an absorption setup with its
-stop behind the wall and its stake by the risk rule (read from Freqtrade's trade database); the live
-dataframe's order-flow columns and entry signals equal those a backtest computes from the session's own
-recording (parity); when the exchange stops sending, ``confirm_trade_entry`` rejects and the bot keeps
-running; SIGTERM (what Ctrl-C in ``make demo`` sends on) stops Freqtrade and the feed cleanly.
+A trade is opened on an absorption setup with its stop behind the wall and its stake by the risk rule (read
+from Freqtrade's trade database); the live dataframe's order-flow columns and entry signals equal those a
+backtest computes from the run's own recording (parity); when the exchange stops sending,
+``confirm_trade_entry`` rejects and the bot keeps running; SIGTERM (what Ctrl-C in ``make demo`` sends on)
+stops Freqtrade and the feed cleanly.
+
+One exchange and one Freqtrade dry-run serve the module; each test waits for what it needs itself and starts
+the dry-run again if an earlier test stopped it, so every test passes alone and in any order.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import socket
@@ -17,8 +21,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -30,7 +35,7 @@ from helios_orderflow.emulator.server import ServerHandle, ccxt_config, start_in
 from helios_orderflow.emulator.synthetic import SyntheticSource
 from helios_orderflow.features.backtest import ORDERFLOW_COLUMNS
 from helios_orderflow.freqtrade.risk import position_size
-from helios_orderflow.freqtrade.strategy import LONG_TAG, HeliosStrategy
+from helios_orderflow.freqtrade.rule import LONG_TAG
 from tests._signals import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +55,63 @@ def free_port() -> int:
 
 @dataclass
 class Session:
+    """One local exchange, one user_data dir and trade database for the module, and the Freqtrade dry-run
+    on them: ``ensure_running`` starts it (again, after a test stopped it), so every test can run alone or
+    in any order. Each start writes its own log and recording (``orderflow/live-N``)."""
+
     exchange: ServerHandle
-    proc: subprocess.Popen[bytes]
     userdir: Path
-    config: dict
-    api: str
-    log: Path
+    base_config: dict
     db: Path
+    config: dict = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    api: str = ""
+    log: Path = Path()
+    recording: str = ""
+    runs: int = 0
+    _out: IO[bytes] | None = None
+
+    def ensure_running(self) -> Session:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self.close_log()
+        self.runs += 1
+        port = free_port()
+        self.recording = f"orderflow/live-{self.runs}"
+        config = json.loads(json.dumps(self.base_config))
+        config["helios"]["recording"] = {"enabled": True, "path": self.recording, "flush_interval_s": 1.0}
+        config["api_server"] = {
+            "enabled": True, "listen_ip_address": "127.0.0.1", "listen_port": port, "verbosity": "error",
+            "enable_openapi": False, "jwt_secret_key": "test-only-" + "x" * 32, "ws_token": "test-only-ws-token",
+            "CORS_origins": [], "username": "helios", "password": "test-only",
+        }
+        self.config = config
+        (self.userdir / "config.json").write_text(json.dumps(config))
+        self.api = f"http://127.0.0.1:{port}/api/v1"
+        self.log = self.userdir / f"freqtrade-{self.runs}.log"
+        self._out = open(self.log, "wb")  # freqtrade writes its log here until it exits
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "freqtrade", "trade", "--config", str(self.userdir / "config.json"),
+             "--userdir", str(self.userdir), "--strategy", "HeliosStrategy"],
+            cwd=self.userdir, stdout=self._out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
+        _wait("the live order-flow feed to start", lambda: "helios: live order-flow feed started" in self.log_text(),
+              120, self)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.close_log()
+
+    def close_log(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
     def get(self, path: str) -> dict:
         r = requests.get(f"{self.api}{path}", auth=("helios", "test-only"), timeout=10)
@@ -67,7 +122,7 @@ class Session:
         return requests.post(f"{self.api}{path}", json=body, auth=("helios", "test-only"), timeout=10)
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return self.log.read_text(errors="replace") if self.log.is_file() else ""
 
     def query(self, sql: str) -> list[tuple]:
         if not self.db.exists():
@@ -80,6 +135,16 @@ class Session:
         finally:
             con.close()
 
+    def candles(self, pair: str) -> pd.DataFrame | None:
+        """The live dataframe Freqtrade analyzed last for ``pair`` (1m), with its order-flow columns; None before
+        Freqtrade's first analysis of the pair."""
+        got = self.get(f"/pair_candles?pair={pair}&timeframe=1m")
+        if not got.get("data") or "of_book_ok" not in got.get("columns", ()):
+            return None
+        frame = pd.DataFrame(got["data"], columns=got["columns"])
+        frame["date"] = pd.to_datetime(frame["date"], utc=True)
+        return frame
+
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
@@ -89,48 +154,34 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
     exchange = start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=SEED, history_minutes=300))
     config = json.loads((ROOT / "user_data" / "config.dryrun.json").read_text())
-    port = free_port()
     config["exchange"]["ccxt_config"] = ccxt_config(exchange.url)
     config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
     # The RSI condition is opened up so that the seeded absorption setup alone decides the entry.
     config["helios"]["decision"] = {"rsi_buy_below": 100, "rsi_sell_above": 100}
     config["helios"]["dashboard"] = {"enabled": False}
-    config["helios"]["recording"] = {"enabled": True, "path": "orderflow/live", "flush_interval_s": 1.0}
     config["db_url"] = f"sqlite:///{ud / 'trades.sqlite'}"
     config["force_entry_enable"] = True
-    config["api_server"] = {
-        "enabled": True, "listen_ip_address": "127.0.0.1", "listen_port": port, "verbosity": "error",
-        "enable_openapi": False, "jwt_secret_key": "test-only-" + "x" * 32, "ws_token": "test-only-ws-token",
-        "CORS_origins": [], "username": "helios", "password": "test-only",
-    }
-    (ud / "config.json").write_text(json.dumps(config))
-    log = ud / "freqtrade.log"
-    out = open(log, "w")  # freqtrade writes its log here until it exits
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "freqtrade", "trade", "--config", str(ud / "config.json"), "--userdir", str(ud),
-         "--strategy", "HeliosStrategy"],
-        cwd=ud, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-    s = Session(exchange, proc, ud, config, f"http://127.0.0.1:{port}/api/v1", log, ud / "trades.sqlite")
+    s = Session(exchange, ud, config, ud / "trades.sqlite")
     try:
         yield s
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        out.close()
+        s.stop()
         exchange.stop()
+
+
+@pytest.fixture
+def bot(session: Session) -> Session:
+    """The module's Freqtrade dry-run, running (started again if a test stopped it)."""
+    return session.ensure_running()
 
 
 def _wait(what: str, check, timeout: float, session: Session):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert session.proc.poll() is None, f"freqtrade exited while waiting for {what}:\n{session.log_text()[-4000:]}"
+        assert session.proc is not None and session.proc.poll() is None, (
+            f"freqtrade exited while waiting for {what}:\n{session.log_text()[-4000:]}")
         got = check()
-        if got:
+        if (got is not None) if isinstance(got, pd.DataFrame) else bool(got):
             return got
         time.sleep(2)
     pytest.fail(f"timed out after {timeout} s waiting for {what}; freqtrade log tail:\n{session.log_text()[-4000:]}")
@@ -141,19 +192,18 @@ def custom_data(session: Session, trade_id: int) -> dict[str, float]:
     return {k: float(v) for k, v in rows}
 
 
-def test_dry_run_opens_a_trade_with_its_stop_behind_the_wall_and_its_stake_by_the_risk_rule(
-        session: Session) -> None:
+def test_dry_run_opens_a_trade_with_its_stop_behind_the_wall_and_its_stake_by_the_risk_rule(bot: Session) -> None:
     def filled_trade() -> tuple | None:
-        rows = session.query("select id, pair, open_rate, stake_amount, amount, stop_loss, enter_tag, is_short "
-                             "from trades order by id")
+        rows = bot.query("select id, pair, open_rate, stake_amount, amount, stop_loss, enter_tag, is_short "
+                         "from trades order by id")
         for row in rows:
-            if "helios_initial_stop" in custom_data(session, row[0]):
+            if "helios_initial_stop" in custom_data(bot, row[0]):
                 return row
         return None
 
     trade_id, pair, open_rate, stake, _amount, stop_loss, tag, is_short = _wait(
-        "a filled HeliosStrategy trade", filled_trade, WAIT_TRADE_S, session)
-    data = custom_data(session, trade_id)
+        "a filled HeliosStrategy trade", filled_trade, WAIT_TRADE_S, bot)
+    data = custom_data(bot, trade_id)
     assert pair == "BTC/USDT" and tag == LONG_TAG and not is_short
     # The stop sits behind (below) the protecting bid wall, which is below the entry.
     assert data["helios_initial_stop"] < data["helios_wall"] < open_rate
@@ -168,58 +218,78 @@ def test_dry_run_opens_a_trade_with_its_stop_behind_the_wall_and_its_stake_by_th
     assert data["helios_risk"] == 0.015
     assert data["helios_stake"] == pytest.approx(planned.stake, rel=1e-9)
     assert stake == pytest.approx(planned.stake, rel=2e-3)  # Freqtrade rounds the amount to the lot step
-    assert "helios: stake long BTC/USDT" in session.log_text()
+    assert "helios: stake long BTC/USDT" in "".join(
+        (bot.userdir / f"freqtrade-{run}.log").read_text(errors="replace") for run in range(1, bot.runs + 1))
 
 
-def test_live_order_flow_columns_and_signals_equal_a_backtest_of_the_sessions_recording(session: Session) -> None:
-    candles = session.get("/pair_candles?pair=BTC/USDT&timeframe=1m")
-    live = pd.DataFrame(candles["data"], columns=candles["columns"])
-    live["date"] = pd.to_datetime(live["date"], utc=True)
-    fed = live[live["of_book_ok"] == 1]
-    assert len(fed) >= 3, "the live dataframe has too few candles with order flow yet"
-    assert live["enter_long"].fillna(0).sum() >= 1
-    # A backtest over the same candles, with order flow from the recording the session is writing.
-    config = dict(session.config, runmode="backtest", user_data_dir=str(session.userdir))
-    config["helios"] = dict(config["helios"], backtest={"recordings": "orderflow/live", "cache": False})
-    bt_strategy = HeliosStrategy(config)
-    # Only candles the recording has committed (flushed every second) can be compared: wait for them.
-    time.sleep(3)
+def test_live_order_flow_columns_and_signals_equal_a_backtest_of_the_sessions_recording(bot: Session) -> None:
+    def fed_with_a_signal() -> pd.DataFrame | None:
+        live = bot.candles("BTC/USDT")
+        if live is None or "enter_long" not in live:
+            return None
+        ready = (live["of_book_ok"] == 1).sum() >= 3 and live["enter_long"].fillna(0).sum() >= 1
+        return live if ready else None
+
+    live = _wait("3 live candles with order flow and an entry signal", fed_with_a_signal, WAIT_TRADE_S, bot)
+    # A backtest over the same candles, with order flow from the recording this run is writing.
+    config = dict(bot.config, runmode="backtest", user_data_dir=str(bot.userdir))
+    config["helios"] = dict(config["helios"], backtest={"recordings": bot.recording, "cache": False})
+    fed = (live["of_book_ok"] == 1).to_numpy()
     meta = {"pair": "BTC/USDT"}
-    bt = bt_strategy.populate_entry_trend(
-        bt_strategy.populate_indicators(live.loc[:, ["date", "open", "high", "low", "close", "volume"]].copy(),
-                                        meta), meta)
-    cols = [*ORDERFLOW_COLUMNS]
-    for c in cols:
-        a = live[c].astype(float).to_numpy()
-        b = bt[c].astype(float).to_numpy()
+
+    spec = importlib.util.spec_from_file_location("HeliosStrategy", bot.userdir / "strategies" / "HeliosStrategy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def backtest() -> pd.DataFrame | None:
+        # The recording is flushed every second: wait until it holds every candle the live bot had order flow for.
+        strategy = module.HeliosStrategy(config)
+        bt = strategy.populate_entry_trend(strategy.populate_indicators(
+            live.loc[:, ["date", "open", "high", "low", "close", "volume"]].copy(), meta), meta)
+        return bt if (bt["of_book_ok"].to_numpy()[fed] == 1).all() else None
+
+    bt = _wait("the recording to hold the live candles", backtest, 30, bot)
+    # Live, the newest candle has no order flow while the engine has not closed it (Freqtrade's next loop
+    # brings it); every other row must be equal.
+    rows = slice(None) if fed[-1] or bt["of_book_ok"].iloc[-1] == 0 else slice(None, -1)
+    for c in ORDERFLOW_COLUMNS:
+        a = live[c].astype(float).to_numpy()[rows]
+        b = bt[c].astype(float).to_numpy()[rows]
         same = (a == b) | (np.isnan(a) & np.isnan(b))
-        assert same.all(), f"{c} differs at {list(live['date'][~same])}: live {a[~same][:3]}, backtest {b[~same][:3]}"
-    assert (live["enter_long"].fillna(0).to_numpy() == bt["enter_long"].fillna(0).to_numpy()).all()
-    assert list(live["enter_tag"].fillna("")) == list(bt["enter_tag"].fillna(""))
+        assert same.all(), (f"{c} differs at {list(live['date'][rows][~same])}: live {a[~same][:3]}, "
+                            f"backtest {b[~same][:3]}")
+    assert (live["enter_long"].fillna(0).to_numpy()[rows] == bt["enter_long"].fillna(0).to_numpy()[rows]).all()
+    assert list(live["enter_tag"].fillna("")[rows]) == list(bt["enter_tag"].fillna("")[rows])
 
 
-def test_stale_feed_makes_confirm_trade_entry_reject_and_the_bot_keeps_running(session: Session) -> None:
-    session.exchange.freeze()
+def test_stale_feed_makes_confirm_trade_entry_reject_and_the_bot_keeps_running(bot: Session) -> None:
+    recording = bot.userdir / bot.recording
+    _wait("ETH/USDT book updates in the recording",
+          lambda: any(recording.glob("book/exchange=*/symbol=ETH_USDT/**/*.parquet")), 60, bot)
+    bot.exchange.freeze()
     try:
-        time.sleep(session.config["helios"].get("health", {}).get("stale_after_s", 5.0) + 3)
-        r = session.post("/forceenter", {"pair": "ETH/USDT", "side": "long"})
-        assert r.status_code in (200, 400, 502), r.text
-        text = _wait("the stale rejection", lambda: "ETH/USDT" in session.log_text() and [
-            line for line in session.log_text().splitlines()
-            if "helios: entry long ETH/USDT" in line and "rejected" in line], 60, session)
+        time.sleep(bot.config["helios"].get("health", {}).get("stale_after_s", 5.0) + 3)  # the book turns stale
+        r = bot.post("/forceenter", {"pair": "ETH/USDT", "side": "long"})
+        # confirm_trade_entry refuses: Freqtrade answers a refused force entry with 502 and says so.
+        assert r.status_code == 502, r.text
+        assert "Failed to enter position for ETH/USDT" in r.json()["error"], r.text
+        text = _wait("the stale rejection", lambda: [
+            line for line in bot.log_text().splitlines()
+            if "helios: entry long ETH/USDT" in line and "rejected" in line], 30, bot)
         assert any("stale: no book update" in line for line in text), text
-        assert not session.query("select id from trades where pair = 'ETH/USDT'")
-        assert session.get("/ping") == {"status": "pong"}
-        before = session.log_text().count("Bot heartbeat")
-        _wait("a heartbeat after the rejection", lambda: session.log_text().count("Bot heartbeat") > before, 90,
-              session)
+        assert not bot.query("select id from trades where pair = 'ETH/USDT'")
+        assert bot.get("/ping") == {"status": "pong"}
+        before = bot.log_text().count("Bot heartbeat")
+        _wait("a heartbeat after the rejection", lambda: bot.log_text().count("Bot heartbeat") > before, 90, bot)
     finally:
-        session.exchange.resume()
+        bot.exchange.resume()
 
 
-def test_sigterm_stops_freqtrade_and_the_feed_cleanly(session: Session) -> None:
-    session.proc.send_signal(signal.SIGTERM)
-    assert session.proc.wait(60) == 130  # Freqtrade's exit code after an interrupt ("SIGINT received, aborting")
-    text = session.log_text()
+def test_sigterm_stops_freqtrade_and_the_feed_cleanly(bot: Session) -> None:
+    assert bot.proc is not None
+    bot.proc.send_signal(signal.SIGTERM)
+    assert bot.proc.wait(60) == 130  # Freqtrade's exit code after an interrupt ("SIGINT received, aborting")
+    text = bot.log_text()
     assert text.rindex("helios: live order-flow feed stopped") > text.rindex("helios: live order-flow feed started")
     assert "recorded to" in text.split("helios: live order-flow feed stopped")[-1].splitlines()[0]

@@ -208,24 +208,21 @@ class ExhaustionSettings:
 
 @dataclass(frozen=True, slots=True)
 class DecisionSettings:
-    """When the decision layer says STRONG_BUY / STRONG_SELL."""
+    """The entry rule's RSI and shorts (the strategy file's Parameters take the RSI levels)."""
 
     #: TA-Lib RSI period, in candles.
     rsi_period: int = 14
-    #: STRONG_BUY needs RSI below this (and bullish absorption at a bid wall).
+    #: Sets the strategy's buy_rsi: a long needs RSI below this (and bullish absorption at a bid wall).
     rsi_buy_below: float = 30.0
-    #: STRONG_SELL needs RSI above this (and bearish absorption at an ask wall).
+    #: Sets short_rsi: a short needs RSI above this (and bearish absorption at an ask wall).
     rsi_sell_above: float = 70.0
-    #: An absorption signal older than this many seconds (event time) no longer counts.
-    signal_max_age_s: float = 60.0
-    #: Allow STRONG_SELL (shorts); spot strategies set this false.
+    #: Allow short entries (futures); spot never shorts.
     allow_short: bool = True
 
     def __post_init__(self) -> None:
         _require(self.rsi_period >= 2, "helios.decision.rsi_period", "must be >= 2")
         _require(0 <= self.rsi_buy_below <= 100, "helios.decision.rsi_buy_below", "must be in [0, 100]")
         _require(0 <= self.rsi_sell_above <= 100, "helios.decision.rsi_sell_above", "must be in [0, 100]")
-        _require(self.signal_max_age_s > 0, "helios.decision.signal_max_age_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,9 +315,6 @@ class StrategySettings:
     stake_cap: str = "proposed"
     #: Leverage asked for in futures (capped by the exchange's maximum).
     leverage: float = 1.0
-    #: Live: when Freqtrade has a new candle the engine has not closed yet, wait at most this many seconds
-    #: for it (the kline and book streams race) before leaving that row neutral.
-    live_candle_wait_s: float = 2.0
     #: Exit a long when buying exhausts (exhaustion_up), a short when selling exhausts (exhaustion_down).
     exit_on_exhaustion: bool = True
 
@@ -330,7 +324,6 @@ class StrategySettings:
         _require(self.leverage >= 1, "helios.strategy.leverage", "must be >= 1")
         _require(self.stake_cap in ("proposed", "max"), "helios.strategy.stake_cap",
                  f"must be 'proposed' or 'max', got {self.stake_cap!r}")
-        _require(0 <= self.live_candle_wait_s <= 30, "helios.strategy.live_candle_wait_s", "must be in 0..30")
 
 
 @dataclass(frozen=True, slots=True)

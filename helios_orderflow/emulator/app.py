@@ -98,6 +98,10 @@ class MarketApp:
         """Wall seconds since the server started (faults count ``after_s`` from here)."""
         return time.time() - self._started_wall
 
+    def start_clock(self) -> None:
+        """Count ``elapsed_s`` (and so the faults' ``after_s``) from now: the server calls it once listening."""
+        self._started_wall = time.time()
+
     @property
     def frozen(self) -> bool:
         return self._frozen_at is not None

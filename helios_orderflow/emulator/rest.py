@@ -5,6 +5,8 @@ Spot: ``ping``, ``time``, ``exchangeInfo``, ``depth`` (limit <= 5000), ``klines`
 ``ticker/bookTicker``, ``ticker/price``, ``avgPrice``, ``trades``, ``historicalTrades``, ``aggTrades``.
 Futures (``/fapi/v1``, ``/fapi/v2`` for prices): the same plus ``premiumIndex``, ``fundingRate``,
 ``markPriceKlines``, ``indexPriceKlines``, ``openInterest``. Errors use Binance's ``{"code", "msg"}`` bodies.
+Also ``/helios/state`` (the server's book and counters, for tests). Handlers read the market, clock, faults
+and log from ``request.app[APP_KEY]`` (``app.MarketApp``), never from the server module.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.emulator.app import APP_KEY, MarketApp, dumps
 from helios_orderflow.emulator.klines import MINUTE_MS
 from helios_orderflow.emulator.market import MarketState
-from helios_orderflow.emulator.ws import SERVER_KEY, dumps
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
-
-    from helios_orderflow.emulator.server import ExchangeServer
 
 SPOT_DEPTH_MAX = 5000
 FAPI_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -55,13 +55,13 @@ def _market(request: web.Request) -> str:
 
 
 def _state(request: web.Request, required: bool = True) -> MarketState | None:
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     wire = request.query.get("symbol") or request.query.get("pair")
     if wire is None:
         if required:
             raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
         return None
-    state = server.state_by_wire(_market(request), wire.upper())
+    state = app.state_by_wire(_market(request), wire.upper())
     if state is None:
         raise BinanceError(400, -1121, "Invalid symbol.")
     return state
@@ -69,7 +69,7 @@ def _state(request: web.Request, required: bool = True) -> MarketState | None:
 
 def _states(request: web.Request) -> list[MarketState]:
     """The symbol named by ``symbol``, or the ``symbols=["A","B"]`` list, or every symbol."""
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     one = _state(request, required=False)
     if one is not None:
         return [one]
@@ -79,12 +79,12 @@ def _states(request: web.Request) -> list[MarketState]:
         names = [s.strip().strip('"') for s in raw.strip("[]").split(",") if s.strip()]
         out = []
         for n in names:
-            st = server.state_by_wire(market, n.upper())
+            st = app.state_by_wire(market, n.upper())
             if st is None:
                 raise BinanceError(400, -1121, "Invalid symbol.")
             out.append(st)
         return out
-    return server.states_of(market)
+    return app.states_of(market)
 
 
 def _now_ms() -> int:
@@ -97,7 +97,7 @@ async def ping(request: web.Request) -> web.Response:
 
 
 async def server_time(request: web.Request) -> web.Response:
-    return _json({"serverTime": request.app[SERVER_KEY].now_ms()})
+    return _json({"serverTime": request.app[APP_KEY].now_ms()})
 
 
 def _spot_symbol(st: MarketState) -> dict:
@@ -169,10 +169,10 @@ _RATE_LIMITS = [
 
 
 async def exchange_info(request: web.Request) -> web.Response:
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     market = _market(request)
-    states = server.states_of(market)
-    body: dict = {"timezone": "UTC", "serverTime": server.now_ms(), "rateLimits": _RATE_LIMITS,
+    states = app.states_of(market)
+    body: dict = {"timezone": "UTC", "serverTime": app.now_ms(), "rateLimits": _RATE_LIMITS,
                   "exchangeFilters": []}
     if market == "spot":
         body["symbols"] = [_spot_symbol(s) for s in states]
@@ -185,7 +185,7 @@ async def exchange_info(request: web.Request) -> web.Response:
 
 
 async def depth(request: web.Request) -> web.Response:
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     st = _state(request)
     assert st is not None
     market = _market(request)
@@ -196,7 +196,7 @@ async def depth(request: web.Request) -> web.Response:
         )
     if market == "linear":
         limit = min((x for x in FAPI_DEPTH_LIMITS if x >= limit), default=1000)
-    snap = server.depth_snapshot(st, limit)
+    snap = app.depth_snapshot(st, limit)
     i = st.inst
     body: dict = {"lastUpdateId": snap[0]}
     if market == "linear":
@@ -208,7 +208,7 @@ async def depth(request: web.Request) -> web.Response:
 
 
 async def klines(request: web.Request) -> web.Response:
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     st = _state(request)
     assert st is not None
     interval = request.query.get("interval")
@@ -216,7 +216,7 @@ async def klines(request: web.Request) -> web.Response:
         raise BinanceError(400, -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
     max_limit = 1000 if _market(request) == "spot" else 1500
     limit = max(1, min(_int(request, "limit", 500) or 500, max_limit))
-    st.candles.ensure_until(server.now_ms())
+    st.candles.ensure_until(app.now_ms())
     try:
         rows = st.candles.klines(interval, _int(request, "startTime"), _int(request, "endTime"), limit)
     except HeliosError:
@@ -224,9 +224,9 @@ async def klines(request: web.Request) -> web.Response:
     return _json([st.candles.to_wire(c, interval) for c in rows])
 
 
-def _ticker24(server: ExchangeServer, st: MarketState, market: str) -> dict:
+def _ticker24(app: MarketApp, st: MarketState, market: str) -> dict:
     i = st.inst
-    now = server.now_ms()
+    now = app.now_ms()
     st.candles.ensure_until(now)
     first = max(st.candles.first or 0, (now // MINUTE_MS) - 1439)
     last = st.candles.last or first
@@ -264,10 +264,10 @@ def _ticker24(server: ExchangeServer, st: MarketState, market: str) -> dict:
 
 
 async def ticker_24hr(request: web.Request) -> web.Response:
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     market = _market(request)
     states = _states(request)
-    rows = [_ticker24(server, s, market) for s in states]
+    rows = [_ticker24(app, s, market) for s in states]
     return _json(rows[0] if "symbol" in request.query else rows)
 
 
@@ -351,8 +351,8 @@ async def agg_trades(request: web.Request) -> web.Response:
 
 
 async def premium_index(request: web.Request) -> web.Response:
-    server: ExchangeServer = request.app[SERVER_KEY]
-    now = server.now_ms()
+    app = request.app[APP_KEY]
+    now = app.now_ms()
     next_funding = (now // 28_800_000 + 1) * 28_800_000
     rows = []
     for st in _states(request):
@@ -364,8 +364,8 @@ async def premium_index(request: web.Request) -> web.Response:
 
 
 async def funding_rate(request: web.Request) -> web.Response:
-    server: ExchangeServer = request.app[SERVER_KEY]
-    now = server.now_ms()
+    app = request.app[APP_KEY]
+    now = app.now_ms()
     limit = max(1, min(_int(request, "limit", 100) or 100, 1000))
     start = _int(request, "startTime")
     end = _int(request, "endTime") or now
@@ -387,7 +387,24 @@ async def open_interest(request: web.Request) -> web.Response:
     return _json({"openInterest": "10000.000", "symbol": st.inst.wire, "time": st.last_ts_ms})
 
 
-def routes(server: ExchangeServer) -> list[web.RouteDef]:
+async def debug_state(request: web.Request) -> web.Response:
+    """``/helios/state?symbol=BTC/USDT&limit=100``: the server's book and trade counters (for tests)."""
+    app = request.app[APP_KEY]
+    symbol = request.query.get("symbol", "")
+    try:
+        st = app.state(symbol)
+    except KeyError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    limit = int(request.query.get("limit", "100"))
+    bids, asks = st.top_floats(limit)
+    return web.json_response({
+        "symbol": symbol, "lastUpdateId": st.last_update_id, "bids": bids, "asks": asks,
+        "next_trade_id": st.next_trade_id, "faults": app.faults.counts, "frozen": app.frozen,
+    })
+
+
+def routes() -> list[web.RouteDef]:
+    """Every REST route (spot, USD-M futures and ``/helios/state``)."""
     spot = {
         "ping": ping, "time": server_time, "exchangeInfo": exchange_info, "depth": depth, "klines": klines,
         "uiKlines": klines, "ticker/24hr": ticker_24hr, "ticker/bookTicker": book_ticker,
@@ -404,19 +421,20 @@ def routes(server: ExchangeServer) -> list[web.RouteDef]:
     out = [web.get(f"/api/v3/{name}", h) for name, h in spot.items()]
     out += [web.get(f"/fapi/v1/{name}", h) for name, h in fapi.items()]
     out += [web.get("/fapi/v2/ticker/price", ticker_price), web.get("/fapi/v2/exchangeInfo", exchange_info)]
+    out.append(web.get("/helios/state", debug_state))
     return out
 
 
 @web.middleware
 async def binance_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Binance error bodies and the REST faults (429, 5xx)."""
-    server: ExchangeServer = request.app[SERVER_KEY]
+    app = request.app[APP_KEY]
     if request.headers.get("Upgrade", "").lower() != "websocket":
-        server.log.rest_requests += 1
-        server.log.rest_by_path[request.path] = server.log.rest_by_path.get(request.path, 0) + 1
-        elapsed = server.elapsed_s()
+        app.log.rest_requests += 1
+        app.log.rest_by_path[request.path] = app.log.rest_by_path.get(request.path, 0) + 1
+        elapsed = app.elapsed_s()
         endpoint = request.path
-        faults = server.faults
+        faults = app.faults
         if faults.fires("rest429", endpoint, elapsed):
             return _json({"code": -1003, "msg": "Too many requests; current limit of IP is 6000 requests per minute."},
                          status=429, headers={"Retry-After": "1"})

@@ -1,9 +1,12 @@
 """The local Binance-compatible exchange: an aiohttp app serving REST and websockets from a market source.
 
-Time: the server runs on simulated time = wall-clock time minus the total time it was frozen
-(``freeze``/``resume``, for tests). Every 100 ms of simulated time (the grid counted from the source's
-``origin_us``) it advances the source, closes one diff per symbol and publishes diffs, trades, aggregate
-trades, best bid/offer and candles to the subscribed websocket clients.
+Time: the server runs on simulated time (see ``app.py``: wall-clock time minus the total time it was
+frozen). Every 100 ms of simulated time (the grid counted from the source's ``origin_us``) it advances the
+source, closes one diff per symbol and publishes diffs, trades, aggregate trades, best bid/offer and candles
+to the subscribed websocket clients, applying the per-diff faults on the way.
+
+Imports go one way: this module serves the handlers of ``rest.py`` and ``ws.py``, which read the state they
+share with it from ``app.py`` (``MarketApp``, which ``ExchangeServer`` is).
 
 In-process use (tests, the live-feed helper)::
 
@@ -22,20 +25,18 @@ import contextlib
 import json
 import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from helios_orderflow.emulator import rest, ws
+from helios_orderflow.emulator.app import APP_KEY, MarketApp, MarketSource, ServerLog, dumps
 from helios_orderflow.emulator.faults import FaultPlan
 from helios_orderflow.emulator.instruments import Instrument
 from helios_orderflow.emulator.klines import INTERVALS, MINUTE_MS
 from helios_orderflow.emulator.market import Batch, Diff, MarketState
-
-from . import rest, ws
 
 log = logging.getLogger(__name__)
 STEP_US = 100_000  # the diff grid: one @depth@100ms message per symbol per step at most
@@ -43,116 +44,43 @@ CROSSED_MS = 1000  # how long the ``crossed`` fault keeps a bid above the best a
 T = TypeVar("T")
 
 
-class MarketSource(Protocol):
-    """What drives the books: the synthetic model or a recording replay."""
+@dataclass(slots=True)
+class _SlowDiff:
+    """``@depth`` (1000 ms): the 100 ms diffs of one second merged, the last size per price winning."""
 
-    origin_us: int
-    states: list[MarketState]
-
-    def advance(self, until_us: int) -> None:
-        """Write every change with time < ``until_us`` into ``states`` (the server flushes them)."""
-
-
-@dataclass
-class ServerLog:
-    """What the server sent, for tests to compare against what a client built."""
-
-    ws_connections: int = 0
-    rest_requests: int = 0
-    #: REST requests by path (``/api/v3/depth`` counts snapshot fetches, i.e. client resyncs)
-    rest_by_path: dict[str, int] = field(default_factory=dict)
-    diffs_published: int = 0
-    trades_published: int = 0
-    disconnects: int = 0
-    kline_messages: int = 0
-    #: stream name -> SUBSCRIBE count (by any client)
-    subscriptions: dict[str, int] = field(default_factory=dict)
-    #: symbol -> every trade id published on @trade (only with ``record=True``)
-    trade_ids: dict[str, list[int]] = field(default_factory=dict)
-    #: symbol -> last update id -> (bids, asks) top ``record_depth`` as floats (only with ``record=True``)
-    books: dict[str, dict[int, tuple[list[list[float]], list[list[float]]]]] = field(default_factory=dict)
+    first_id: int = 0
+    prev_id: int = 0
+    last_id: int = 0
+    bids: dict[int, int] = field(default_factory=dict)
+    asks: dict[int, int] = field(default_factory=dict)
+    empty: bool = True
 
 
-class ExchangeServer:
-    """REST + websocket server over a market source. Start with ``await start()``, stop with ``stop()``."""
+class ExchangeServer(MarketApp):
+    """REST + websocket server over a market source. Start with ``await start()``, stop with ``stop()``.
+
+    The market, clock, faults and log it shares with the handlers are ``MarketApp``'s (``app.py``);
+    ``faults``: an empty plan is kept as given, so a caller can switch faults on later.
+    """
 
     def __init__(self, source: MarketSource, host: str = "127.0.0.1", port: int = 0, faults: FaultPlan | None = None,
                  ping_interval_s: float = 20.0, record: bool = False, record_depth: int = 100,
                  record_history: int = 3000) -> None:
-        self.source = source
+        super().__init__(source, faults=faults, ping_interval_s=ping_interval_s)
         self.host = host
         self.port = port
-        # An empty plan is falsy: keep the caller's object so it can switch faults on later.
-        self.faults = faults if faults is not None else FaultPlan()
-        self.ping_interval_s = ping_interval_s
         self.record = record
         self.record_depth = record_depth
         self.record_history = record_history
-        self.log = ServerLog()
         self.hub = ws.Hub(self)
-        self._by_wire: dict[tuple[str, str], MarketState] = {}
-        for st in source.states:
-            self._by_wire[(st.inst.market, st.inst.wire)] = st
-        self._offset_us = 0  # wall - simulated
-        self._frozen_at: float | None = None
-        self._started_wall = time.time()
         self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._held: dict[str, str] = {}  # reorder fault: a diff waiting to go out after the next one
         self._uncross: dict[str, tuple[int, int, int]] = {}  # crossed fault: (price, qty to restore, until ms)
-        self._slow: dict[str, dict[int, int | str]] = {}  # @depth (1000 ms) accumulators
+        self._slow: dict[str, _SlowDiff] = {}  # @depth (1000 ms) accumulators
         self._kline_sent: dict[tuple[str, str], tuple[int, int]] = {}
-        self._stale: dict[str, deque] = {}
         self.next_step_us = source.origin_us + STEP_US
-
-    # ---- time ----------------------------------------------------------------------------------
-    def now_us(self) -> int:
-        wall = self._frozen_at if self._frozen_at is not None else time.time()
-        return int(wall * 1e6) - self._offset_us
-
-    def now_ms(self) -> int:
-        return self.now_us() // 1000
-
-    def elapsed_s(self) -> float:
-        return time.time() - self._started_wall
-
-    def freeze(self) -> None:
-        """Stop the market (no more changes) until ``resume``; REST and websockets keep serving."""
-        if self._frozen_at is None:
-            self._frozen_at = time.time()
-
-    def resume(self) -> None:
-        if self._frozen_at is not None:
-            self._offset_us += int((time.time() - self._frozen_at) * 1e6)
-            self._frozen_at = None
-
-    # ---- lookups -------------------------------------------------------------------------------
-    def state_by_wire(self, market: str, wire: str) -> MarketState | None:
-        return self._by_wire.get((market, wire))
-
-    def states_of(self, market: str) -> list[MarketState]:
-        return [s for s in self.source.states if s.inst.market == market]
-
-    def state(self, symbol: str) -> MarketState:
-        for s in self.source.states:
-            if s.inst.symbol == symbol:
-                return s
-        raise KeyError(f"symbol {symbol!r} is not listed; listed: {[s.inst.symbol for s in self.source.states]}")
-
-    def noping_active(self, conn: ws.Connection) -> bool:
-        return bool(self.faults.noping_s) and self.elapsed_s() >= self.faults.after_s and (
-            time.monotonic() - conn.opened >= self.faults.noping_s)
-
-    def depth_snapshot(self, st: MarketState, limit: int) -> tuple[int, list, list]:
-        hist = self._stale.get(st.inst.symbol)
-        if hist and self.faults.fires("stale", f"depth:{st.inst.symbol}", self.elapsed_s()):
-            now = self.now_us()
-            for t_us, snap in hist:
-                if now - t_us >= 2_000_000:
-                    return snap[0], snap[1][:limit], snap[2][:limit]
-        bids, asks = st.top(limit)
-        return st.last_update_id, bids, asks
 
     # ---- urls ----------------------------------------------------------------------------------
     @property
@@ -165,10 +93,10 @@ class ExchangeServer:
     # ---- lifecycle -----------------------------------------------------------------------------
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[rest.binance_errors])
-        app[ws.SERVER_KEY] = self
-        app.add_routes(rest.routes(self))
-        app.add_routes([web.get("/helios/state", _debug_state)])
-        app.router.add_route("GET", "/{tail:.*}", _ws_or_404)
+        app[APP_KEY] = self
+        app[ws.HUB_KEY] = self.hub
+        app.add_routes(rest.routes())
+        app.add_routes(ws.routes())  # the catch-all websocket route last
         return app
 
     async def start(self) -> None:
@@ -176,10 +104,10 @@ class ExchangeServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        self._started_wall = time.time()
+        addresses = self._runner.addresses  # the bound (host, port, ...): port 0 picks a free one
+        if addresses:
+            self.port = addresses[0][1]
+        self.start_clock()
         self._tasks.append(asyncio.ensure_future(self._tick_loop()))
         if self.faults.disconnect_s:
             self._tasks.append(asyncio.ensure_future(self._disconnect_loop()))
@@ -208,7 +136,7 @@ class ExchangeServer:
     async def _tick_loop(self) -> None:
         while True:
             now = self.now_us()
-            if self._frozen_at is None and now >= self.next_step_us:
+            if not self.frozen and now >= self.next_step_us:
                 steps = 0
                 while now >= self.next_step_us and steps < 50:
                     self.step(self.next_step_us)
@@ -244,14 +172,7 @@ class ExchangeServer:
             batch = st.flush(ts_ms)
             self._publish(st, batch, ts_ms, elapsed)
             if "stale" in faults.rates:
-                self._remember_snapshot(st, t_us)
-
-    def _remember_snapshot(self, st: MarketState, t_us: int) -> None:
-        hist = self._stale.setdefault(st.inst.symbol, deque(maxlen=6))
-        if not hist or t_us - hist[-1][0] >= 1_000_000:
-            bids, asks = st.top(1000)
-            hist.append((t_us, (st.last_update_id, bids, asks)))
-            # newest last; the depth fault walks from oldest to find one >= 2 s old
+                self.remember_snapshot(st, t_us)
 
     def _diff_payload(self, inst: Instrument, d: Diff, ts_ms: int) -> str:
         fp, fq = inst.format_price, inst.format_qty
@@ -336,21 +257,19 @@ class ExchangeServer:
 
     def _accumulate_slow(self, st: MarketState, d: Diff, ts_ms: int) -> None:
         """@depth: the 100 ms diffs of one second merged (last size per price wins)."""
-        acc = self._slow.setdefault(st.inst.symbol, {})
-        if not acc:
-            acc["U"] = d.first_id
-            acc["pu"] = d.prev_id
-        for p, q in d.bids:
-            acc[("b", p)] = q  # type: ignore[index]
-        for p, q in d.asks:
-            acc[("a", p)] = q  # type: ignore[index]
-        acc["u"] = d.last_id
+        acc = self._slow.get(st.inst.symbol)
+        if acc is None:
+            acc = self._slow[st.inst.symbol] = _SlowDiff()
+        if acc.empty:
+            acc.first_id, acc.prev_id, acc.empty = d.first_id, d.prev_id, False
+        acc.bids.update(d.bids)
+        acc.asks.update(d.asks)
+        acc.last_id = d.last_id
         if ts_ms % 1000 == 0:
             inst = st.inst
-            bids = sorted(((k[1], v) for k, v in acc.items() if isinstance(k, tuple) and k[0] == "b"), reverse=True)
-            asks = sorted((k[1], v) for k, v in acc.items() if isinstance(k, tuple) and k[0] == "a")
-            merged = Diff(int(acc["U"]), int(acc["u"]), int(acc["pu"]), ts_ms, bids, asks)  # type: ignore[arg-type]
-            self._slow[st.inst.symbol] = {}
+            merged = Diff(acc.first_id, acc.last_id, acc.prev_id, ts_ms, sorted(acc.bids.items(), reverse=True),
+                          sorted(acc.asks.items()))
+            self._slow[st.inst.symbol] = _SlowDiff()
             self.hub.publish(inst.market, f"{inst.stream_id}@depth", self._diff_payload(inst, merged, ts_ms))
 
     def _publish_klines(self, st: MarketState, ts_ms: int, traded: bool) -> None:
@@ -381,29 +300,7 @@ class ExchangeServer:
              "o": i.format_price(c[1]), "c": i.format_price(c[4]), "h": i.format_price(c[2]),
              "l": i.format_price(c[3]), "v": i.format_qty(c[5]), "n": c[7], "x": closed, "q": f"{c[6]:.8f}",
              "V": i.format_qty(c[8]), "Q": f"{c[9]:.8f}", "B": "0"}
-        return ws.dumps({"e": "kline", "E": ts_ms, "s": i.wire, "k": k})
-
-
-async def _ws_or_404(request: web.Request) -> web.StreamResponse:
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await ws.handle_ws(request)
-    raise web.HTTPNotFound()
-
-
-async def _debug_state(request: web.Request) -> web.Response:
-    """``/helios/state?symbol=BTC/USDT&limit=100``: the server's book and trade counters (for tests)."""
-    server: ExchangeServer = request.app[ws.SERVER_KEY]
-    symbol = request.query.get("symbol", "")
-    try:
-        st = server.state(symbol)
-    except KeyError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
-    limit = int(request.query.get("limit", "100"))
-    bids, asks = st.top_floats(limit)
-    return web.json_response({
-        "symbol": symbol, "lastUpdateId": st.last_update_id, "bids": bids, "asks": asks,
-        "next_trade_id": st.next_trade_id, "faults": server.faults.counts, "frozen": server._frozen_at is not None,
-    })
+        return dumps({"e": "kline", "E": ts_ms, "s": i.wire, "k": k})
 
 
 def ccxt_urls(base: str) -> dict[str, Any]:

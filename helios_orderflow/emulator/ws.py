@@ -48,7 +48,7 @@ class Connection:
         self.wake = asyncio.Event()
         self.opened = time.monotonic()
         self.closed = False
-        self.closer: asyncio.Future[None] | None = None
+        self.closer: asyncio.Future[bool] | None = None
 
     def push(self, text: str) -> None:
         if self.closed:
@@ -205,9 +205,26 @@ def _route(path: str) -> tuple[str, bool, list[str]]:
     return market, combined, names
 
 
+#: The websocket ``Hub`` of the server handling a request: ``request.app[HUB_KEY]``.
+HUB_KEY: web.AppKey[Hub] = web.AppKey("helios_exchange_hub", Hub)
+
+
+class HubOwner(Protocol):
+    """Anything that holds a hub (the server)."""
+
+    @property
+    def hub(self) -> Hub: ...
+
+
+def _on_request(owner: HubOwner, conn: Connection, text: str) -> None:
+    """``owner.hub.on_request(conn, text)``: one request frame handled without a socket (the fuzz tests)."""
+    owner.hub.on_request(conn, text)
+
+
 async def handle_ws(request: web.Request) -> web.StreamResponse:
-    server: ExchangeServer = request.app[SERVER_KEY]
-    hub = server.hub
+    """Serve one websocket: subscriptions from the path and the query, then requests until it closes."""
+    hub = request.app[HUB_KEY]
+    app = hub.app
     market, combined, names = _route(request.path)
     if "streams" in request.query:
         combined = True
@@ -218,14 +235,14 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     hub.conns.add(conn)
     hub.subscribe(conn, names)
     writer = asyncio.ensure_future(conn.writer())
-    pinger = asyncio.ensure_future(_pinger(server, conn))
-    server.log.ws_connections += 1
+    pinger = asyncio.ensure_future(_pinger(app, conn))
+    app.log.ws_connections += 1
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                _on_request(server, conn, msg.data)
+                hub.on_request(conn, msg.data)
             elif msg.type == WSMsgType.PING:
-                if not server.noping_active(conn):
+                if not app.noping_active(conn.opened):
                     await ws.pong(msg.data)
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                 break
@@ -236,12 +253,24 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _pinger(server: ExchangeServer, conn: Connection) -> None:
+async def _pinger(app: MarketApp, conn: Connection) -> None:
     try:
         while not conn.closed:
-            await asyncio.sleep(server.ping_interval_s)
-            if conn.closed or server.noping_active(conn):
+            await asyncio.sleep(app.ping_interval_s)
+            if conn.closed or app.noping_active(conn.opened):
                 continue
             await conn.ws.ping(b"helios")
     except (ConnectionResetError, RuntimeError, asyncio.CancelledError):
         pass
+
+
+async def ws_or_404(request: web.Request) -> web.StreamResponse:
+    """Any other GET path: a websocket when the request asks to upgrade, else 404."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await handle_ws(request)
+    raise web.HTTPNotFound()
+
+
+def routes() -> list[web.RouteDef]:
+    """The catch-all websocket route: register it after every REST route."""
+    return [web.get("/{tail:.*}", ws_or_404)]

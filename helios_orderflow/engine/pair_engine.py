@@ -1,5 +1,9 @@
 """The per-pair order-flow engine: one book, its trades, and everything a trader reads off them.
 
+(Over the house's ~500 lines on purpose: the event handlers, the timer grid and the deferred settlement share
+the engine's private state and one invariant, that whatever fires at ``t`` has seen exactly the events before
+``t``; they are only checkable read together. The immutable snapshot types live in ``pair_state.py``.)
+
 ``PairEngine.on_event(event)`` takes every event type of ``events.py`` for one (exchange, symbol) in
 processing (receive) order. The engine is a pure, deterministic function of that stream:
 
@@ -147,7 +151,7 @@ class PairEngine:
         if ev.symbol != self.symbol:
             raise HeliosError(f"event for {ev.symbol} fed to the {self.symbol} engine; route events by symbol")
         if (ev.__class__ is Trade and ev.exchange in INCREASING_TRADE_IDS
-                and not self._trade_ids.admit(ev.trade_id, ev.ts_us)):  # type: ignore[attr-defined]
+                and not self._trade_ids.admit(ev.trade_id, ev.ts_us)):
             return  # delivered again: counting it twice would move CVD, VWAP and every volume after it
         ts = ev.ts_us
         if ts > self.clock_us:

@@ -71,7 +71,7 @@ def check_pairs(pairs: tuple[str, ...], exchange: str, stake_currency: str) -> N
         base, slash, rest = pair.partition("/")
         quote, colon, settle = rest.partition(":")
         ok = bool(base) and bool(slash) and quote == stake_currency
-        ok = ok and (colon and settle == stake_currency if futures else not colon)
+        ok = ok and (bool(colon) and settle == stake_currency if futures else not colon)
         if not ok:
             kind = "USD-M futures" if futures else "spot"
             raise ConfigError(

@@ -1,88 +1,73 @@
-"""HeliosStrategy: order flow inside Freqtrade, live and in backtesting on recorded L2.
+"""The base class of HeliosStrategy: the machinery that brings order flow into Freqtrade's callbacks.
 
-The trading idea (defaults in ``HeliosSettings.decision`` / ``risk`` and ``StrategySettings``):
+``user_data/strategies/HeliosStrategy.py`` subclasses ``HeliosBase`` and holds the trading idea in
+Freqtrade's own shape: declarations, hyperoptable Parameters, ``populate_*`` and the callbacks. This module
+holds what that file should not have to show:
 
-- **Enter long** on a candle in which bullish absorption happened at a bid wall (aggressive selling into a
-  wall that held) while RSI(14) < 30 and a bid wall still protects the price at the close; **short**
-  mirrored (futures only). ``enter_tag`` names the reason, e.g. ``absorption_bull_rsi_oversold``.
-- **Entry price**: a LIMIT that joins the best bid (long) or ask (short), never crossing the book unless
-  ``helios.strategy.cross_book``.
-- **Stop**: behind the nearest wall that protects the trade (``risk.stop_behind_wall``), recomputed as walls
-  move, only ever tightening; ``helios.strategy.max_loss`` of the entry when no wall protects it.
-- **Size**: equity x risk fraction / |entry - stop| (the 1-2 % rule), within Freqtrade's min and max stake.
-- **Exit**: ROI table, the stop, and (``exit_on_exhaustion``) exhaustion of the trade's direction.
+- **Where the order flow comes from.** ``live`` / ``dry_run``: ``bot_start`` starts one ``Feed`` thread
+  (idempotently: FreqUI chart requests call ``bot_start`` again) that keeps the whitelist's books and trades
+  and publishes a ``SharedState``; ``add_orderflow`` merges the feed's closed candles into the dataframe and
+  ``market_view`` reads SharedState at call time. Every other mode (backtesting, hyperopt, plot-dataframe,
+  FreqUI charts of the webserver): the recordings under ``user_data/orderflow/``
+  (``helios.backtest.recordings``) through ``compute_features`` (cached), looked up as of ``current_time``,
+  with no look-ahead. Both run the same engine on the same events, so the ``of_*`` columns and the entry
+  signals are equal live and in backtests; live callbacks add what only a live bot can check (health,
+  spread, the book now).
+- **No waiting in callbacks.** Live, the newest candle Freqtrade hands over may not be closed by the engine
+  yet (no event past its close has been processed: the kline and book streams race). ``add_orderflow`` does
+  not wait for it: that row gets neutral order flow (``of_book_ok = 0``, so no entry on it), and since
+  ``process_only_new_candles`` is False Freqtrade analyzes again on its next loop (every
+  ``internals.process_throttle_secs``, 5 s by default), when the row gets the engine's values.
+- **State kept per trade**: the stop each trade was sized with and where it has moved (Freqtrade's trade
+  custom data, ``helios_stop`` ...), so a restart keeps the stops.
+- **The helios config** (``helios`` section, ``HeliosConfig``): bad values stop start-up naming the key. Its
+  ``decision.rsi_buy_below`` / ``rsi_sell_above`` set the strategy file's ``buy_rsi`` / ``short_rsi``
+  Parameters when given (``config_parameters``).
 
-Where the order flow comes from:
-
-- ``live`` / ``dry_run``: ``bot_start`` starts one ``Feed`` thread (idempotently: FreqUI chart requests call
-  ``bot_start`` again) that keeps the whitelist's books and trades and publishes a ``SharedState``; the
-  dataframe's ``of_*`` columns are the feed's per-candle history; callbacks re-read SharedState at call time.
-- every other mode (backtesting, hyperopt, plot-dataframe, FreqUI charts of the webserver): the recordings
-  under ``user_data/orderflow/`` (``helios.backtest.recordings``) through ``compute_features`` (cached);
-  callbacks look the state up as of ``current_time``, with no look-ahead.
-
-Both paths run the same engine on the same events, so the per-candle columns and the entry signals are
-equal live and in backtests. The entry rule reads only the per-candle columns; live callbacks add what
-only a live bot can check (health, spread, the book now).
+``HeliosBase`` is itself a complete strategy: the rule (``rule.py``) at the thresholds of the helios config.
+``HeliosStrategy`` is kept as its name here and in ``helios_orderflow.strategy`` for older strategy files
+that subclass it without overriding anything.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
-import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 import pandas as pd
 import talib.abstract as ta
-from freqtrade.strategy import IStrategy, stoploss_from_absolute
+from freqtrade.strategy import IntParameter, IStrategy, stoploss_from_absolute
+from freqtrade.strategy.parameters import BaseParameter
 
 from helios_orderflow.engine.candles import timeframe_us
 from helios_orderflow.features.backtest import ORDERFLOW_COLUMNS, RecordedFeatures, history_frame, merge_features
-from helios_orderflow.freqtrade import config as modes
+from helios_orderflow.freqtrade import registry
 from helios_orderflow.freqtrade.config import HeliosConfig, load_config
 from helios_orderflow.freqtrade.credentials import install_redaction, secret_values_from_config
-from helios_orderflow.freqtrade.risk import clamp_risk, position_size, stop_behind_wall
+from helios_orderflow.freqtrade.risk import Side, clamp_risk, position_size
+from helios_orderflow.freqtrade.rule import (
+    LONG_TAG,
+    SHORT_TAG,
+    EntryThresholds,
+    MarketView,
+    entry_price,
+    entry_rejection,
+    entry_signals,
+    exit_signals,
+    stop_plan,
+    tightened_stop,
+)
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class MarketView:
-    """What a callback knows about one pair at one moment (live: now; backtest: as of ``current_time``).
 
-    ``problems`` empty means usable. Prices in quote units; walls are active wall prices, nearest first."""
-
-    problems: tuple[str, ...]
-    best_bid: float = math.nan
-    best_ask: float = math.nan
-    bid_walls: tuple[float, ...] = ()
-    ask_walls: tuple[float, ...] = ()
-    tick: float = math.nan
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def spread_bps(self) -> float:
-        mid = (self.best_bid + self.best_ask) / 2.0
-        return (self.best_ask - self.best_bid) / mid * 1e4 if mid > 0 else math.inf
-
-    def protecting_wall(self, side: str, rate: float) -> float | None:
-        """The nearest wall on the losing side of ``rate``: a bid wall below it for a long, an ask wall above
-        it for a short."""
-        if side == "long":
-            below = [w for w in self.bid_walls if w < rate]
-            return max(below) if below else None
-        above = [w for w in self.ask_walls if w > rate]
-        return min(above) if above else None
-
-
-class HeliosStrategy(IStrategy):
-    """Order-flow entries (absorption at walls + RSI), wall-based stops and risk sizing; see module doc."""
+class HeliosBase(IStrategy):
+    """Order-flow machinery for a Freqtrade strategy, and the rule at the helios config's thresholds; see the
+    module doc. Subclass it in a strategy file and override the idea (user_data/strategies/HeliosStrategy.py)."""
 
     INTERFACE_VERSION = 3
 
@@ -93,7 +78,9 @@ class HeliosStrategy(IStrategy):
     stoploss = -0.10
     use_custom_stoploss = True
     trailing_stop = False
-    process_only_new_candles = True
+    # False: Freqtrade analyzes every loop, so a candle the engine closes after Freqtrade's first look at it
+    # gets its order flow on the next loop instead of waiting (module doc).
+    process_only_new_candles = False
     use_exit_signal = True
     startup_candle_count = 50
     order_types: ClassVar[dict[str, Any]] = {
@@ -103,6 +90,13 @@ class HeliosStrategy(IStrategy):
         "stoploss_on_exchange": False,
     }
     order_time_in_force: ClassVar[dict[str, str]] = {"entry": "GTC", "exit": "GTC"}
+
+    #: Parameters of the strategy file that a key of the ``helios`` config sets when the config gives it
+    #: (as Freqtrade's ``buy_params`` would; a parameter file written by hyperopt still wins, as in Freqtrade).
+    config_parameters: ClassVar[dict[str, tuple[str, str]]] = {
+        "buy_rsi": ("decision", "rsi_buy_below"),
+        "short_rsi": ("decision", "rsi_sell_above"),
+    }
 
     plot_config: ClassVar[dict[str, Any]] = {
         "main_plot": {
@@ -128,22 +122,45 @@ class HeliosStrategy(IStrategy):
         self.helios: HeliosConfig = load_config(config)
         self.timeframe = config.get("timeframe") or self.timeframe
         self.can_short = self.helios.trading_mode != "spot" and self.helios.settings.decision.allow_short
+        self._own_parameters(config.get("helios") or {})
         self._live_key: tuple[Any, ...] | None = None
         self._recorded: RecordedFeatures | None = None
+        #: Per pair, the feed's last candle history and its feature frame (rebuilt when a candle closes).
+        self._live_frames: dict[str, tuple[tuple[Any, ...], pd.DataFrame]] = {}
         #: Per pair, the stop plan made at sizing time (custom_stake_amount), used by the first stoploss call.
         self._plans: dict[str, dict[str, float]] = {}
         #: Stops kept per trade when the trade cannot store custom data.
         self._stops: dict[str, float] = {}
-        self._warned: set[str] = set()
+
+    def _own_parameters(self, section: dict[str, Any]) -> None:
+        """Give this instance its own copy of every hyperoptable Parameter (Freqtrade keeps their values on the
+        class, shared by every instance: tests and FreqUI's webserver build several with different configs),
+        then set those ``config_parameters`` names from the keys the helios ``section`` gives."""
+        cls = type(self)
+        for name in dir(cls):
+            value = getattr(cls, name, None)
+            if not name.startswith("__") and isinstance(value, BaseParameter):
+                setattr(self, name, copy.copy(value))
+        for name, (group, key) in self.config_parameters.items():
+            param = getattr(self, name, None)
+            if not isinstance(param, BaseParameter) or key not in (section.get(group) or {}):
+                continue
+            value = getattr(getattr(self.helios.settings, group), key)
+            if isinstance(param, IntParameter) and float(value).is_integer():
+                value = int(value)
+            param.value = value
+            space = f"{param.space or 'buy'}_params"
+            setattr(self, space, {**getattr(self, space, {}), name: value})
 
     # ---- pickling (hyperopt) --------------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        # The feed thread lives in strategy_config.LIVE, never here; the recorded-feature frames reload
-        # from the disk cache. Hyperopt pickles this module by value (cloudpickle, for strategy
-        # inheritance across files), so no lock or thread may be a global of this module either.
+        # The feed thread lives in registry.LIVE, never here; the recorded-feature frames reload from the
+        # disk cache. Hyperopt pickles the strategy file by value (cloudpickle), so no lock or thread may be
+        # a global of this module or of that file either.
         state["_live_key"] = None
+        state["_live_frames"] = {}
         return state
 
     # ---- mode ---------------------------------------------------------------------------------------------
@@ -160,7 +177,7 @@ class HeliosStrategy(IStrategy):
     def is_live(self) -> bool:
         return self.runmode in ("live", "dry_run")
 
-    # ---- start-up -----------------------------------------------------------------------------------------
+    # ---- start-up and shutdown ----------------------------------------------------------------------------
 
     def bot_start(self, **kwargs: Any) -> None:
         """Start the live feed (and dashboard) in live and dry-run only; a no-op when already running."""
@@ -183,11 +200,11 @@ class HeliosStrategy(IStrategy):
         record_to = h.recording_dir
         key = (h.exchange, pairs, str(record_to), h.timeframe)
 
-        def make() -> modes.LiveHandle:
-            return modes.LiveHandle(Feed(h.exchange, pairs, h.settings, ccxt_config=dict(h.ccxt_config),
+        def make() -> registry.LiveHandle:
+            return registry.LiveHandle(Feed(h.exchange, pairs, h.settings, ccxt_config=dict(h.ccxt_config),
                                          record_to=record_to, timeframe=h.timeframe))
 
-        handle, started = modes.LIVE.ensure(key, make)
+        handle, started = registry.LIVE.ensure(key, make)
         if started:
             log.info("helios: live order-flow feed started for %s on %s (%s), recording to %s",
                      ", ".join(pairs), h.exchange, h.timeframe, record_to or "nowhere (recording off)")
@@ -219,7 +236,7 @@ class HeliosStrategy(IStrategy):
     def shared_state(self) -> Any:
         """The live SharedState (None outside live/dry-run or before bot_start)."""
         key = self._live_key
-        handle = modes.LIVE.get(key) if key is not None else None
+        handle = registry.LIVE.get(key) if key is not None else None
         return handle.feed.state if handle is not None else None
 
     def ft_bot_cleanup(self) -> None:
@@ -231,7 +248,7 @@ class HeliosStrategy(IStrategy):
         """Stop this strategy's feed and dashboard (flushes the recording). Idempotent."""
         key, self._live_key = self._live_key, None
         if key is not None:
-            modes.LIVE.stop(key)
+            registry.LIVE.stop(key)
 
     def recorded(self) -> RecordedFeatures:
         if self._recorded is None:
@@ -240,54 +257,33 @@ class HeliosStrategy(IStrategy):
                                               cache=h.backtest.cache)
         return self._recorded
 
-    # ---- dataframe ----------------------------------------------------------------------------------------
+    # ---- the order flow in the dataframe ------------------------------------------------------------------
 
-    def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
-        d = self.helios.settings.decision
-        dataframe["rsi"] = ta.RSI(dataframe, timeperiod=d.rsi_period)
-        pair = metadata["pair"]
+    def add_orderflow(self, dataframe: pd.DataFrame, pair: str) -> pd.DataFrame:
+        """``dataframe`` with the ``of_*`` columns: live, the feed's closed candles; otherwise the recordings.
+        Never waits: a candle without features yet (live: not closed by the engine; offline: not recorded)
+        gets neutral values (``of_book_ok = 0``: the rule never enters on it)."""
         if self.is_live:
-            rows = self._live_rows(pair, dataframe)
-            dataframe, _ = merge_features(dataframe, history_frame(rows))
-            return dataframe
+            merged, _ = merge_features(dataframe, self._live_features(pair))
+            return merged
         return self.recorded().merge(dataframe, pair)
 
-    def _live_rows(self, pair: str, dataframe: pd.DataFrame) -> tuple[Any, ...]:
-        """The feed's candle history; when Freqtrade already has a candle the engine has not closed yet (no
-        event past its close has arrived), wait up to ``strategy.live_candle_wait_s`` for it, so that the
-        newest row is not left neutral by a race between the kline and the book streams."""
+    def _live_features(self, pair: str) -> pd.DataFrame:
+        """The feed's closed candles of ``pair`` as a feature frame, as published now (no waiting)."""
         state = self.shared_state
-        if state is None:
-            return ()
-        rows = state.history(pair)
-        if not len(dataframe) or not state.is_healthy(pair):
-            return rows
-        tf = timeframe_us(self.timeframe)
-        newest_us = _epoch_us(dataframe["date"].iloc[-1])
-        deadline = time.monotonic() + self.helios.strategy.live_candle_wait_s
-        while (not rows or rows[-1].open_time_us < newest_us) and time.monotonic() < deadline:
-            snap = state.get(pair)
-            engine = snap.engine if snap is not None else None
-            if engine is not None and engine.ts_us >= newest_us + tf:
-                break  # the engine is past that candle's close: its row will be in the next publication
-            time.sleep(0.05)
-            rows = state.history(pair)
-        return state.history(pair)
+        rows: tuple[Any, ...] = state.history(pair) if state is not None else ()
+        cached = self._live_frames.get(pair)
+        if cached is not None and cached[0] is rows:  # the feed publishes a new tuple when a candle closes
+            return cached[1]
+        frame = history_frame(rows)
+        self._live_frames[pair] = (rows, frame)
+        return frame
 
-    def populate_entry_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
-        long, short = entry_signals(dataframe, self.helios)
-        dataframe.loc[long, ["enter_long", "enter_tag"]] = (1, LONG_TAG)
-        if self.can_short:
-            dataframe.loc[short & ~long, ["enter_short", "enter_tag"]] = (1, SHORT_TAG)
-        return dataframe
-
-    def populate_exit_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
-        if self.helios.strategy.exit_on_exhaustion:
-            ok = dataframe["of_book_ok"] == 1
-            dataframe.loc[ok & (dataframe["of_exhaustion_up"] == 1), ["exit_long", "exit_tag"]] = (1, "exhaustion_up")
-            dataframe.loc[ok & (dataframe["of_exhaustion_down"] == 1), ["exit_short", "exit_tag"]] = (
-                1, "exhaustion_down")
-        return dataframe
+    def entry_thresholds(self) -> EntryThresholds:
+        """The rule's thresholds for this class: the helios config's RSI levels, the rule's other defaults
+        (the strategy file passes its Parameters instead)."""
+        d = self.helios.settings.decision
+        return EntryThresholds(rsi_long_below=d.rsi_buy_below, rsi_short_above=d.rsi_sell_above)
 
     # ---- the market as a callback sees it -----------------------------------------------------------------
 
@@ -296,23 +292,7 @@ class HeliosStrategy(IStrategy):
         ``current_time`` (the last candle closed at or before it)."""
         tick = self._tick(pair)
         if self.is_live:
-            state = self.shared_state
-            if state is None:
-                return MarketView(("the live feed is not running",), tick=tick)
-            if not state.is_healthy(pair):
-                return MarketView(tuple(state.problems(pair)) or ("unhealthy book",), tick=tick)
-            snap = state.get(pair)
-            es = snap.engine if snap is not None else None
-            if es is None or not es.health.book_ok or es.best_bid is None or es.best_ask is None:
-                return MarketView(("the engine has no usable book (out of sync, crossed or one-sided)",), tick=tick)
-            if not math.isnan(es.tick_size):
-                tick = es.tick_size
-            return MarketView(
-                (), es.best_bid, es.best_ask,
-                tuple(w.price for w in es.walls if w.side == "bid"),
-                tuple(w.price for w in es.walls if w.side == "ask"),
-                tick,
-            )
+            return self._live_view(pair, tick)
         row = self.recorded().as_of(pair, current_time)
         if row is None:
             return MarketView((f"no recorded order flow for {pair} as of {current_time:%Y-%m-%d %H:%M:%S}",), tick=tick)
@@ -330,6 +310,22 @@ class HeliosStrategy(IStrategy):
             (bw,) if math.isfinite(bw) else (), (aw,) if math.isfinite(aw) else (), tick,
         )
 
+    def _live_view(self, pair: str, tick: float) -> MarketView:
+        state = self.shared_state
+        if state is None:
+            return MarketView(("the live feed is not running",), tick=tick)
+        # One publication, one health record: the feed's PairHealth carries the engine's book verdict too, and
+        # the engine state read below is the one published with it.
+        snap = state.get(pair)
+        if snap is None:
+            return MarketView(state.problems(pair), tick=tick)
+        problems = snap.health.problems(state.clock(), state.health_settings)
+        if problems or not snap.health.is_healthy(state.clock(), state.health_settings):
+            return MarketView(problems or ("unhealthy book",), tick=tick)
+        if snap.engine is None:
+            return MarketView(("the engine has no usable book (out of sync, crossed or one-sided)",), tick=tick)
+        return MarketView.of_engine(snap.engine, tick)
+
     def _tick(self, pair: str) -> float:
         dp = getattr(self, "dp", None)
         try:
@@ -339,115 +335,79 @@ class HeliosStrategy(IStrategy):
             tick = math.nan
         return tick if tick > 0 else math.nan
 
-    def stop_plan(self, pair: str, side: str, entry: float, view: MarketView) -> tuple[float, float | None]:
-        """(stop price, protecting wall price or None) for a trade entered at ``entry``."""
-        wall = view.protecting_wall(side, entry) if view.ok else None
-        if wall is not None:
-            stop = stop_behind_wall(side, wall, entry, view.tick, self.helios.settings.risk.stop_buffer_bps)  # type: ignore[arg-type]
-            if stop is not None:
-                return stop, wall
-        loss = self.helios.strategy.max_loss
-        return (entry * (1 - loss) if side == "long" else entry * (1 + loss)), None
+    # ---- stops and sizing: the rule with the helios settings, and what is kept per trade -------------------
 
-    # ---- callbacks -----------------------------------------------------------------------------------------
+    def stop_plan(self, side: Side, entry: float, view: MarketView) -> tuple[float, float | None]:
+        """(stop price, protecting wall price or None) for a ``side`` trade entered at ``entry``: ``rule.stop_plan``
+        with ``risk.stop_buffer_bps`` and ``strategy.max_loss``."""
+        return stop_plan(view, side, entry, self.helios.settings.risk.stop_buffer_bps,
+                         self.helios.strategy.max_loss)
 
-    def confirm_trade_entry(self, pair: str, order_type: str, amount: float, rate: float, time_in_force: str,
-                            current_time: datetime, entry_tag: str | None, side: str, **kwargs: Any) -> bool:
-        """Reject (and log why) when the book is stale or unhealthy, the spread is above the limit, or the
-        signal no longer holds at ``rate`` (no wall protects a trade entered there)."""
-        view = self.market_view(pair, current_time)
-        reason = entry_rejection(view, side, rate, self.helios.strategy.max_spread_bps,
-                                 self.helios.strategy.cross_book)
-        if reason:
-            log.info("helios: entry %s %s at %.8g rejected: %s", side, pair, rate, reason)
-            return False
-        return True
-
-    def custom_entry_price(self, pair: str, trade: Any, current_time: datetime, proposed_rate: float,
-                           entry_tag: str | None, side: str, **kwargs: Any) -> float:
-        """The LIMIT price: the best bid (long) or ask (short) now, never crossing the book unless
-        ``cross_book``; Freqtrade's proposed rate when no usable book is known (confirm then rejects)."""
-        view = self.market_view(pair, current_time)
-        if not view.ok:
-            return proposed_rate
-        if self.helios.strategy.cross_book:
-            return view.best_ask if side == "long" else view.best_bid
-        return view.best_bid if side == "long" else view.best_ask
-
-    def custom_stake_amount(self, pair: str, current_time: datetime, current_rate: float, proposed_stake: float,
-                            min_stake: float | None, max_stake: float, leverage: float, entry_tag: str | None,
-                            side: str, **kwargs: Any) -> float:
-        """Stake by the risk rule: equity x risk / |entry - stop| x entry, capped by Freqtrade's proposed stake
-        (``strategy.stake_cap`` "proposed") or its max stake ("max"); 0 (no trade) when the risk rule allows
-        less than Freqtrade's minimum stake."""
-        view = self.market_view(pair, current_time)
-        stop, wall = self.stop_plan(pair, side, current_rate, view)
+    def risk_stake(self, pair: str, side: Side, rate: float, stop: float, wall: float | None, proposed_stake: float,
+                   min_stake: float | None, max_stake: float, leverage: float) -> float:
+        """The stake by the risk rule: equity x ``risk.risk_fraction`` (clamped to 1-2 %) / |rate - stop| x rate,
+        capped by Freqtrade's proposed stake (``strategy.stake_cap`` "proposed") or its max stake ("max"), divided
+        by the leverage; 0 (no trade) below Freqtrade's minimum stake. The plan is kept for the trade's first
+        stop."""
         risk = self.helios.settings.risk
-        equity = self._equity()
+        equity = self.equity()
         cap = min(proposed_stake, max_stake) if self.helios.strategy.stake_cap == "proposed" else max_stake
-        size = position_size(equity, risk.risk_fraction, current_rate, stop, cap, risk)
+        size = position_size(equity, risk.risk_fraction, rate, stop, cap, risk)
         # Leverage multiplies exposure per unit of stake: the risk rule is about exposure.
         stake = size.stake / max(leverage, 1.0)
         if min_stake is not None and stake < min_stake:
             log.info("helios: %s %s skipped: the risk rule allows a stake of %.4g, below the minimum %.4g",
                      side, pair, stake, min_stake)
             return 0.0
-        self._plans[pair] = {"stop": stop, "wall": wall if wall is not None else math.nan, "entry": current_rate,
-                             "equity": equity, "risk": clamp_risk(risk.risk_fraction, risk), "stake": stake,
-                             "capped": float(size.capped), "stake_cap": cap,
-                             "side": 1.0 if side == "long" else -1.0}
+        fraction = clamp_risk(risk.risk_fraction, risk)
+        self._plans[pair] = {"stop": stop, "wall": wall if wall is not None else math.nan, "entry": rate,
+                             "equity": equity, "risk": fraction, "stake": stake, "capped": float(size.capped),
+                             "stake_cap": cap, "side": 1.0 if side == "long" else -1.0}
         log.info("helios: stake %s %s = %.6g (equity %.6g x risk %.4g, entry %.8g, stop %.8g, wall %s%s)",
-                 side, pair, stake, equity, clamp_risk(risk.risk_fraction, risk), current_rate, stop,
+                 side, pair, stake, equity, fraction, rate, stop,
                  f"{wall:.8g}" if wall is not None else "none", f", capped at {cap:.6g}" if size.capped else "")
         return stake
 
-    def _equity(self) -> float:
+    def equity(self) -> float:
+        """Freqtrade's total stake-currency equity (the dry-run wallet before wallets exist)."""
         wallets = getattr(self, "wallets", None)
         if wallets is None:
             return float(self.config.get("dry_run_wallet", 0.0) or 0.0)
         return float(wallets.get_total_stake_amount())
 
-    def custom_stoploss(self, pair: str, trade: Any, current_time: datetime, current_rate: float,
-                        current_profit: float, after_fill: bool, **kwargs: Any) -> float | None:
-        """Behind the nearest wall protecting the trade, recomputed as walls move, only ever tightening;
-        ``max_loss`` of the entry without a wall. The first call (the entry filled) takes the stop the stake
-        was sized with; a later ``after_fill`` (another entry moved the average price) starts over from
-        the new average entry."""
-        side = "short" if trade.is_short else "long"
-        entry = float(trade.open_rate)
-        key = _trade_key(trade)
-        stored = self._stored_stop(trade, key)
-        view = self.market_view(pair, current_time)
-        if stored is None or after_fill:
-            plan = self._plans.pop(pair, None) if stored is None else None
-            if plan is not None and (plan["side"] > 0) == (side == "long") and (
-                    (side == "long" and plan["stop"] < entry) or (side == "short" and plan["stop"] > entry)):
-                stop, meta = plan["stop"], {**plan, "initial_stop": plan["stop"]}
-            else:
-                stop, wall = self.stop_plan(pair, side, entry, view)
-                meta = {"wall": wall if wall is not None else math.nan, "initial_stop": stop}
-            self._store(trade, key, stop, meta)
-        else:
-            stop = stored
-            candidate, wall = self.stop_plan(pair, side, current_rate, view)
-            if wall is not None:  # no protecting wall now: keep the stop we have (never loosen)
-                stop = max(stored, candidate) if side == "long" else min(stored, candidate)
-            if stop != stored:
-                self._store(trade, key, stop, {"wall": wall if wall is not None else math.nan})
-        return stoploss_from_absolute(stop, current_rate, is_short=trade.is_short,
-                                      leverage=float(getattr(trade, "leverage", 1.0) or 1.0))
-
-    def _stored_stop(self, trade: Any, key: str) -> float | None:
+    def stored_stop(self, trade: Any) -> float | None:
+        """The stop kept for ``trade`` (its custom data, or memory), None before its first stop."""
         try:
             value = trade.get_custom_data("helios_stop")
         except Exception:  # a trade without custom-data storage
             value = None
         if value is None:
-            value = self._stops.get(key)
+            value = self._stops.get(_trade_key(trade))
         return float(value) if value is not None else None
 
-    def _store(self, trade: Any, key: str, stop: float, plan: dict[str, float]) -> None:
-        self._stops[key] = stop
+    def initial_stop(self, trade: Any, view: MarketView) -> float:
+        """The stop of a trade whose entry just filled: the one its stake was sized with (custom_stake_amount)
+        when that is still on the losing side of the fill, else ``stop_plan`` from the (average) entry. Kept."""
+        side: Side = "short" if trade.is_short else "long"
+        entry = float(trade.open_rate)
+        plan = self._plans.pop(trade.pair, None) if self.stored_stop(trade) is None else None
+        if plan is not None and (plan["side"] > 0) == (side == "long") and (
+                (side == "long" and plan["stop"] < entry) or (side == "short" and plan["stop"] > entry)):
+            stop, meta = plan["stop"], {**plan, "initial_stop": plan["stop"]}
+        else:
+            stop, wall = self.stop_plan(side, entry, view)
+            meta = {"wall": wall if wall is not None else math.nan, "initial_stop": stop}
+        self._store(trade, stop, meta)
+        return stop
+
+    def move_stop(self, trade: Any, stop: float, wall: float) -> float:
+        """Keep ``stop`` (behind ``wall``) as ``trade``'s stop if it changed; returns it."""
+        if stop != self.stored_stop(trade):
+            self._store(trade, stop, {"wall": wall})
+        return stop
+
+    def _store(self, trade: Any, stop: float, plan: dict[str, float]) -> None:
+        self._stops[_trade_key(trade)] = stop
         try:
             trade.set_custom_data("helios_stop", stop)
             for k in ("wall", "equity", "risk", "stake", "entry", "stake_cap", "initial_stop"):
@@ -457,46 +417,65 @@ class HeliosStrategy(IStrategy):
         except Exception:  # kept in memory instead
             pass
 
+    # ---- the rule at the helios config's thresholds (the strategy file overrides these) -------------------
+
+    def populate_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        dataframe["rsi"] = ta.RSI(dataframe, timeperiod=self.helios.settings.decision.rsi_period)
+        return self.add_orderflow(dataframe, metadata["pair"])
+
+    def populate_entry_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        long, short = entry_signals(dataframe, self.entry_thresholds(), self.can_short)
+        dataframe.loc[long, ["enter_long", "enter_tag"]] = (1, LONG_TAG)
+        dataframe.loc[short, ["enter_short", "enter_tag"]] = (1, SHORT_TAG)
+        return dataframe
+
+    def populate_exit_trend(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        if self.helios.strategy.exit_on_exhaustion:
+            exit_long, exit_short = exit_signals(dataframe)
+            dataframe.loc[exit_long, ["exit_long", "exit_tag"]] = (1, "exhaustion_up")
+            dataframe.loc[exit_short, ["exit_short", "exit_tag"]] = (1, "exhaustion_down")
+        return dataframe
+
+    def confirm_trade_entry(self, pair: str, order_type: str, amount: float, rate: float, time_in_force: str,
+                            current_time: datetime, entry_tag: str | None, side: Side, **kwargs: Any) -> bool:
+        reason = entry_rejection(self.market_view(pair, current_time), side, rate,
+                                 self.helios.strategy.max_spread_bps, self.helios.strategy.cross_book)
+        if reason:
+            log.info("helios: entry %s %s at %.8g rejected: %s", side, pair, rate, reason)
+        return not reason
+
+    def custom_entry_price(self, pair: str, trade: Any, current_time: datetime, proposed_rate: float,
+                           entry_tag: str | None, side: Side, **kwargs: Any) -> float:
+        return entry_price(self.market_view(pair, current_time), side, self.helios.strategy.cross_book,
+                           proposed_rate)
+
+    def custom_stake_amount(self, pair: str, current_time: datetime, current_rate: float, proposed_stake: float,
+                            min_stake: float | None, max_stake: float, leverage: float, entry_tag: str | None,
+                            side: Side, **kwargs: Any) -> float:
+        stop, wall = self.stop_plan(side, current_rate, self.market_view(pair, current_time))
+        return self.risk_stake(pair, side, current_rate, stop, wall, proposed_stake, min_stake, max_stake, leverage)
+
+    def custom_stoploss(self, pair: str, trade: Any, current_time: datetime, current_rate: float,
+                        current_profit: float, after_fill: bool, **kwargs: Any) -> float | None:
+        side: Side = "short" if trade.is_short else "long"
+        view = self.market_view(pair, current_time)
+        stop = self.stored_stop(trade)
+        if stop is None or after_fill:
+            stop = self.initial_stop(trade, view)
+        else:
+            candidate, wall = self.stop_plan(side, current_rate, view)
+            if wall is not None:
+                stop = self.move_stop(trade, tightened_stop(side, stop, candidate), wall)
+        return stoploss_from_absolute(stop, current_rate, is_short=trade.is_short,
+                                      leverage=float(getattr(trade, "leverage", 1.0) or 1.0))
+
     def leverage(self, pair: str, current_time: datetime, current_rate: float, proposed_leverage: float,
                  max_leverage: float, entry_tag: str | None, side: str, **kwargs: Any) -> float:
         return min(self.helios.strategy.leverage, max_leverage)
 
 
-LONG_TAG = "absorption_bull_rsi_oversold"
-SHORT_TAG = "absorption_bear_rsi_overbought"
-
-
-def entry_signals(dataframe: pd.DataFrame, helios: HeliosConfig) -> tuple[pd.Series, pd.Series]:
-    """(long, short) boolean entry signals from the per-candle columns only (the same live and backtest):
-    absorption at a wall during the candle, RSI beyond its threshold, the book usable at the close and a
-    wall still protecting the close (a bid wall below it for a long, an ask wall above it for a short)."""
-    d = helios.settings.decision
-    ok = dataframe["of_book_ok"] == 1
-    close = dataframe["close"]
-    rsi = dataframe["rsi"]
-    long = ok & (dataframe["of_absorption_bull"] == 1) & (rsi < d.rsi_buy_below) & (
-        dataframe["of_bid_wall_price"] < close)
-    short = ok & (dataframe["of_absorption_bear"] == 1) & (rsi > d.rsi_sell_above) & (
-        dataframe["of_ask_wall_price"] > close)
-    if not d.allow_short:
-        short = short & False
-    return long.fillna(False).astype(bool), short.fillna(False).astype(bool)
-
-
-def entry_rejection(view: MarketView, side: str, rate: float, max_spread_bps: float, cross_book: bool) -> str:
-    """Why an entry at ``rate`` must not go ahead ("" = it may)."""
-    if not view.ok:
-        return "; ".join(view.problems)
-    spread = view.spread_bps
-    if spread > max_spread_bps:
-        return f"spread {spread:.2f} bps above the limit {max_spread_bps:g} bps"
-    if not cross_book and ((side == "long" and rate > view.best_ask) or (side == "short" and rate < view.best_bid)):
-        return (f"rate {rate:.8g} would cross the book (best bid {view.best_bid:.8g}, ask {view.best_ask:.8g}); "
-                "set helios.strategy.cross_book to allow")
-    if view.protecting_wall(side, rate) is None:
-        where = "below" if side == "long" else "above"
-        return f"signal gone: no {'bid' if side == 'long' else 'ask'} wall {where} {rate:.8g} protects the trade"
-    return ""
+#: The kept name: ``helios_orderflow.strategy.HeliosStrategy`` and older strategy files subclass it.
+HeliosStrategy = HeliosBase
 
 
 def _trade_key(trade: Any) -> str:
@@ -508,4 +487,4 @@ def _epoch_us(when: datetime) -> int:
     return int(pd.Timestamp(when).timestamp() * 1_000_000)
 
 
-__all__ = ["ORDERFLOW_COLUMNS", "HeliosStrategy", "MarketView", "entry_rejection", "entry_signals"]
+__all__ = ["LONG_TAG", "ORDERFLOW_COLUMNS", "SHORT_TAG", "HeliosBase", "HeliosStrategy", "MarketView"]
