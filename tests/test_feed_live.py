@@ -185,7 +185,12 @@ def test_an_unknown_pair_and_a_failing_engine_do_not_stall_the_other_pairs(excha
         )
         sol = state.get("SOL/USDT")
         assert "engine failed on Trade" in sol.health.last_error
-        assert state.is_healthy("SOL/USDT")  # the book itself is fine
+        # The book itself is fine, but a frozen engine's walls and signals must not be traded on: the one health
+        # record says so.
+        assert sol.health.has_book and sol.health.in_sync and not sol.health.crossed
+        assert not state.is_healthy("SOL/USDT") and sol.health.engine_failed
+        assert state.problems("SOL/USDT") == (
+            "the order-flow engine failed and its state is frozen (see the log; restart the bot)",)
         btc = state.get("BTC/USDT")
         assert btc.engine is not None and btc.engine.events > 50 and btc.health.errors == 0
         assert feed.stats.engine_errors == 1

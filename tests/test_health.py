@@ -113,3 +113,16 @@ def test_the_engines_unusable_book_makes_the_one_health_record_unhealthy_and_say
     assert tr.snapshot() is before
     tr.on_engine(True)
     assert tr.snapshot().is_healthy(clock(), s)
+
+
+def test_a_failed_engine_keeps_the_pair_unhealthy_whatever_its_book_does():
+    clock = FakeClock()
+    s = HealthSettings()
+    tr = HealthTracker("binance", "SOL/USDT", clock)
+    tr.on_book(snapshot=True, crossed=False)
+    tr.on_engine_failed()
+    tr.on_book(snapshot=False, crossed=False)
+    h = tr.snapshot()
+    assert h.engine_failed and not h.is_healthy(clock(), s)
+    assert h.problems(clock(), s) == (
+        "the order-flow engine failed and its state is frozen (see the log; restart the bot)",)

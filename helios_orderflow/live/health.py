@@ -13,7 +13,9 @@ A pair is healthy when all of these hold (thresholds in ``HealthSettings``):
 3. fresh: the last book update is at most ``stale_after_s`` old (default 5 s);
 4. not crossed: the last observed book has best bid < best ask;
 5. ``engine_book_ok``: the pair's engine holds a usable book (in sync with the venue's sequence, both sides
-   present, not crossed; ``BookHealth.book_ok`` of its state). True when the feed runs without an engine.
+   present, not crossed; ``BookHealth.book_ok`` of its state). True when the feed runs without an engine;
+6. not ``engine_failed``: the engine has not raised (after an exception its state is frozen, since it would no
+   longer equal a replay of the recording; walls and signals from it must not be traded on).
 
 This is the one health record a reader checks: the feed folds the engine's verdict into it at every
 publication, so ``SharedState.is_healthy`` answers for both the connection and the engine's book.
@@ -69,6 +71,7 @@ class PairHealth:
     last_error: str | None = None
     last_error_mono_s: float | None = None
     engine_book_ok: bool = True
+    engine_failed: bool = False
 
     def age_s(self, now_mono_s: float) -> float:
         """Seconds since the last book update at ``now_mono_s`` (monotonic), ``inf`` when there was none."""
@@ -88,7 +91,9 @@ class PairHealth:
             out.append(f"stale: no book update for {age:.1f} s (limit {settings.stale_after_s:g} s)")
         if self.crossed:
             out.append("crossed book: best bid >= best ask")
-        if self.has_book and self.in_sync and not self.engine_book_ok:
+        if self.engine_failed:
+            out.append("the order-flow engine failed and its state is frozen (see the log; restart the bot)")
+        elif self.has_book and self.in_sync and not self.engine_book_ok:
             out.append("the engine's book is not usable yet (waiting for a snapshot after a gap, a side empty, "
                        "or crossed)")
         return tuple(out)
@@ -100,6 +105,7 @@ class PairHealth:
             and self.in_sync
             and not self.crossed
             and self.engine_book_ok
+            and not self.engine_failed
             and self.last_book_mono_s is not None
             and now_mono_s - self.last_book_mono_s <= settings.stale_after_s
         )
@@ -119,6 +125,7 @@ class HealthTracker:
         "crossed_books",
         "duplicate_trades",
         "engine_book_ok",
+        "engine_failed",
         "errors",
         "exchange",
         "gaps",
@@ -157,6 +164,7 @@ class HealthTracker:
         self.last_error: str | None = None
         self.last_error_mono_s: float | None = None
         self.engine_book_ok = True
+        self.engine_failed = False
         self._snapshot: PairHealth | None = None
 
     def on_book(self, *, snapshot: bool, crossed: bool, changed: bool = True) -> None:
@@ -188,6 +196,12 @@ class HealthTracker:
         """The engine's verdict on its own book, at a publication."""
         if book_ok != self.engine_book_ok:
             self.engine_book_ok = book_ok
+            self._snapshot = None
+
+    def on_engine_failed(self) -> None:
+        """The engine raised: its state is frozen for good (the pair stays unhealthy)."""
+        if not self.engine_failed:
+            self.engine_failed = True
             self._snapshot = None
 
     def on_bbo(self) -> None:
@@ -232,5 +246,6 @@ class HealthTracker:
                 last_error=self.last_error,
                 last_error_mono_s=self.last_error_mono_s,
                 engine_book_ok=self.engine_book_ok,
+                engine_failed=self.engine_failed,
             )
         return snap

@@ -208,7 +208,9 @@ class Publisher:
                 log.exception("%s: engine snapshot failed", p.symbol)
                 engine_state = self.state.get(p.symbol).engine  # type: ignore[union-attr]
             _update_history(p)
-            if engine_state is not None:
+            if p.engine_broken:
+                p.health.on_engine_failed()
+            elif engine_state is not None:
                 p.health.on_engine(engine_state.health.book_ok)
         p.seq += 1
         self.stats.publications += 1
