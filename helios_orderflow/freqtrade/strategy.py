@@ -319,8 +319,9 @@ class HeliosBase(IStrategy):
         snap = state.get(pair)
         if snap is None:
             return MarketView(state.problems(pair), tick=tick)
-        problems = snap.health.problems(state.clock(), state.health_settings)
-        if problems or not snap.health.is_healthy(state.clock(), state.health_settings):
+        now = state.clock()
+        problems = snap.health.problems(now, state.health_settings)
+        if problems or not snap.health.is_healthy(now, state.health_settings):
             return MarketView(problems or ("unhealthy book",), tick=tick)
         if snap.engine is None:
             return MarketView(("the engine has no usable book (out of sync, crossed or one-sided)",), tick=tick)
