@@ -17,16 +17,18 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# EXCHANGE: the venue the local exchange speaks and Freqtrade trades on (binance, bybit, okx, gate, kucoin).
+EXCHANGE ?= binance
 demo: $(STAMP)
-	$(PY) -m helios_orderflow.devtools.demo
+	$(PY) -m helios_orderflow.devtools.demo --venue $(EXCHANGE)
 
 demo-backtest: $(STAMP)
-	$(PY) -m helios_orderflow.devtools.demo --backtest
+	$(PY) -m helios_orderflow.devtools.demo --backtest --venue $(EXCHANGE)
 
 test: $(STAMP)
 	$(PY) -m ruff check helios_orderflow dashboard tests user_data
 	$(PY) -m mypy helios_orderflow dashboard
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 5 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m helios_orderflow.devtools.bench $(BENCH_ARGS)

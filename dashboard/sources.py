@@ -290,6 +290,8 @@ class SharedStateSource:
                   if h is not None else "")
         if h is not None and h.duplicate_trades:
             counts += f" · trades delivered twice, dropped {h.duplicate_trades}"
+        if h is not None and h.limits:  # what this venue cannot give (docs/venues.md)
+            counts += " · " + " · ".join(h.limits)
         if problems:
             word = "STALE" if any(p.startswith("stale") for p in problems) else "UNHEALTHY"
             return Health("bad", f"{word}: {'; '.join(problems)} · {counts}")

@@ -2,6 +2,7 @@
 "exchange" elsewhere in Helios means the venue)."""
 
 from helios_orderflow.emulator import (
+    VENUES,
     ExchangeProcess,
     ExchangeServer,
     FaultPlan,
@@ -16,6 +17,16 @@ from helios_orderflow.emulator import (
 )
 
 __all__ = [
-    "ExchangeProcess", "ExchangeServer", "FaultPlan", "ReplaySource", "ServerHandle", "SyntheticSource", "ccxt_config",
-    "ccxt_urls", "parse_faults", "start_in_thread", "start_subprocess",
+    "VENUES",
+    "ExchangeProcess",
+    "ExchangeServer",
+    "FaultPlan",
+    "ReplaySource",
+    "ServerHandle",
+    "SyntheticSource",
+    "ccxt_config",
+    "ccxt_urls",
+    "parse_faults",
+    "start_in_thread",
+    "start_subprocess",
 ]

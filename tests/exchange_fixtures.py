@@ -21,10 +21,10 @@ STALL_S = 3.0  # no book update for this long while the market moves = a dead co
 
 @contextlib.contextmanager
 def synthetic_server(symbols: list[str] | None = None, seed: int = 1, faults: str | None = None,
-                     **kwargs: Any) -> Iterator[ServerHandle]:
-    """A synthetic-market server in a thread, recording what it sent (``record=True``)."""
+                     venue: str = "binance", **kwargs: Any) -> Iterator[ServerHandle]:
+    """A synthetic-market server in a thread speaking ``venue``, recording what it sent (``record=True``)."""
     source = SyntheticSource(symbols or SYMBOLS, seed=seed, history_minutes=300)
-    handle = start_in_thread(source, faults=parse_faults(faults), record=True, **kwargs)
+    handle = start_in_thread(source, faults=parse_faults(faults), record=True, venue=venue, **kwargs)
     try:
         yield handle
     finally:
@@ -32,7 +32,9 @@ def synthetic_server(symbols: list[str] | None = None, seed: int = 1, faults: st
 
 
 def ccxt_client(handle: Any, market: str = "spot", keep_alive_ms: int | None = None) -> Any:
-    """A real ``ccxt.pro.binance`` pointed at the local exchange by its ``urls`` override."""
+    """The venue's real ccxt.pro client (``ccxt.pro.binance`` for the Binance dialect, ``ccxt.pro.okx`` for
+    OKX, ...) pointed at the local exchange by its ``urls`` override."""
+    venue = getattr(handle, "venue", "binance")
     config: dict[str, Any] = dict(handle.ccxt_config(market))
     config["enableRateLimit"] = False
     # ccxt keeps at most this many levels per side (default 1000) and drops the rest; on a real book that
@@ -40,7 +42,9 @@ def ccxt_client(handle: Any, market: str = "spot", keep_alive_ms: int | None = N
     config["options"] = dict(config["options"], watchOrderBookLimit=5000)
     if keep_alive_ms:
         config["streaming"] = {"keepAlive": keep_alive_ms, "maxPingPongMisses": 2}
-    return ccxtpro.binance(config)
+    from helios_orderflow.emulator.dialects import dialect_class
+
+    return getattr(ccxtpro, dialect_class(venue).ccxt_id(market))(config)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from helios_orderflow.book.diff import BookDiffer, apply_levels
 from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot
 from helios_orderflow.emulator import SyntheticSource, start_in_thread
-from helios_orderflow.emulator import ws as exchange_ws
+from helios_orderflow.emulator.dialects import binance_ws as exchange_ws
 from helios_orderflow.emulator.server import ExchangeServer
 
 # ---- BookDiffer ----------------------------------------------------------------------------------------------
@@ -152,14 +152,14 @@ def server() -> ExchangeServer:
 
 
 def _served(server: ExchangeServer, name: str) -> bool:
-    return server.hub.canonical("spot", name) == name
+    return exchange_ws.canonical(server, "spot", name) == name
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frames=st.lists(_frame, min_size=1, max_size=8))
 def test_any_request_frame_gets_one_json_reply_and_subscriptions_stay_valid(server: ExchangeServer,
                                                                             frames: list[str]) -> None:
-    conn = exchange_ws.Connection(None, "spot", combined=True)  # type: ignore[arg-type]  # no socket needed
+    conn = exchange_ws.connection(None, "spot", True)  # no socket needed
     server.hub.conns.add(conn)
     try:
         for text in frames:
@@ -176,7 +176,7 @@ def test_any_request_frame_gets_one_json_reply_and_subscriptions_stay_valid(serv
 
 @pytest.mark.parametrize("params", [5, True, 1.5])
 def test_subscribe_with_scalar_params_gets_an_error_reply(server: ExchangeServer, params: Any) -> None:
-    conn = exchange_ws.Connection(None, "spot", combined=True)  # type: ignore[arg-type]
+    conn = exchange_ws.connection(None, "spot", True)
     for method in ("SUBSCRIBE", "UNSUBSCRIBE"):
         exchange_ws._on_request(server, conn, json.dumps({"method": method, "params": params, "id": 1}))
         assert "error" in json.loads(conn.out.pop())

@@ -100,10 +100,19 @@ class HeatmapSettings:
     snapshot_interval_ms: int = 500
     #: Columns cover mid +/- this many percent of the mid price (fixed when the first book arrives).
     range_pct: float = 0.5
-    #: Price bin in quote units (e.g. 0.5), or "auto": the round multiple of the tick (1, 2, 2.5 or 5 x 10^k
-    #: ticks) nearest, in ratio, to 1 basis point of the first mid price.
+    #: On a thin book the range widens (once, at the first book) until each side shows this many price levels
+    #: (docs/signals.md, "Thin markets") ...
+    min_levels: int = 10
+    #: ... but never beyond mid +/- this many percent ...
+    max_range_pct: float = 10.0
+    #: ... nor beyond this many bins per side (memory: about 17 MB per pair at 100 with the default window).
+    max_bins_per_side: int = 100
+    #: Price bin in quote units (e.g. 0.5), or "auto": a whole number of ticks ({1, 2, 5} x 10^k, or 2.5 x 10^k
+    #: from 10 ticks up) nearest, in ratio, to 1 basis point of the first mid price (to range / max_bins_per_side
+    #: when a widened range needs wider bins); exactly one tick when the tick is 1 bp or more.
     bin_size: float | str = "auto"
-    #: Price tick in quote units; 0 = inferred from the decimals of the first book snapshot.
+    #: Price tick in quote units (every pair); 0 = the pair's own tick where the driver passes one
+    #: (``PairEngine(tick_size=)``), else inferred from the decimals of the best 20 levels per side of the first book.
     tick_size: float = 0.0
     #: The ring buffer keeps this many seconds of columns (memory is fixed by this, not by run length).
     window_s: float = 3600.0
@@ -112,6 +121,9 @@ class HeatmapSettings:
         _require(self.snapshot_interval_ms > 0, "helios.heatmap.snapshot_interval_ms", "must be > 0")
         _require(0 < self.range_pct <= 50, "helios.heatmap.range_pct", "must be in (0, 50]")
         _require(self.tick_size >= 0, "helios.heatmap.tick_size", "must be >= 0 (0 = infer)")
+        _require(self.min_levels >= 1, "helios.heatmap.min_levels", "must be >= 1")
+        _require(0 < self.max_range_pct <= 50, "helios.heatmap.max_range_pct", "must be in (0, 50]")
+        _require(1 <= self.max_bins_per_side <= 2000, "helios.heatmap.max_bins_per_side", "must be in 1..2000")
         _require(self.window_s >= self.snapshot_interval_ms / 1000, "helios.heatmap.window_s",
                  "must hold at least one column")
         b = self.bin_size
@@ -148,10 +160,18 @@ class FlowSettings:
 class WallSettings:
     """Liquidity walls: price bins (heatmap bins) that hold far more resting size than their neighbours."""
 
-    #: Walls are looked for within mid +/- this many percent.
+    #: Walls are looked for within mid +/- this many percent ...
     range_pct: float = 0.3
-    #: A bin is a wall candidate when its resting size >= this times the median non-empty bin size in range.
+    #: ... or, on a side whose this many best price levels lie farther out (a thin book), out to that side's
+    #: last of them, never beyond the heatmap's range.
+    min_levels: int = 10
+    #: A bin is a wall candidate when its resting size >= this times the median non-empty bin size in range ...
     size_k: float = 3.0
+    #: ... and >= this times the size-weighted median of the other bins of its side in range (the bin size at
+    #: which half of their resting volume sits; dust, a minimum-size order repeated at every tick of a thin book,
+    #: has no weight there). 0 = the median rule alone. At 1.5 the median rule decides wherever the weighted
+    #: median is below size_k / 1.5 = 2 x the median, as on dense books (BTC/USDT: 1.55 x, 90 % of scans < 1.9 x).
+    liquidity_k: float = 1.5
     #: ... and becomes a wall once it has stayed a candidate this many seconds.
     min_age_s: float = 10.0
     #: A wall ends when its size falls below this fraction of its peak size.
@@ -167,6 +187,8 @@ class WallSettings:
     def __post_init__(self) -> None:
         _require(0 < self.range_pct <= 50, "helios.walls.range_pct", "must be in (0, 50]")
         _require(self.size_k > 1, "helios.walls.size_k", "must be > 1")
+        _require(self.min_levels >= 1, "helios.walls.min_levels", "must be >= 1")
+        _require(self.liquidity_k >= 0, "helios.walls.liquidity_k", "must be >= 0 (0 = median rule only)")
         _require(self.min_age_s >= 0, "helios.walls.min_age_s", "must be >= 0")
         _require(0 <= self.end_frac < 1, "helios.walls.end_frac", "must be in [0, 1)")
         _require(0 <= self.traded_frac <= 1, "helios.walls.traded_frac", "must be in [0, 1]")

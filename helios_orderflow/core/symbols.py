@@ -7,6 +7,7 @@ longest known quote asset. A user can always name the symbol explicitly (``--sym
 
 from __future__ import annotations
 
+import functools
 import re
 
 from helios_orderflow.core.errors import HeliosError
@@ -93,3 +94,16 @@ def symbol_from_path(name: str) -> str:
     if len(parts) == 3:
         return f"{parts[0]}/{parts[1]}:{parts[2]}"
     raise HeliosError(f"partition symbol={name!r} is not a Helios symbol name like BTC_USDT or BTC_USDT_USDT")
+
+
+@functools.cache
+def ccxt_currency_codes(exchange: str) -> dict[str, str]:
+    """ccxt's renames of ``exchange``'s currency codes (its ``commonCurrencies``: ``BCHSV -> BSV`` on most
+    venues, ``GTC -> GAMECOM`` on Gate), read from the installed ccxt so that an imported symbol is the one the
+    live ccxt feed and Freqtrade use for the same market. ``{}`` for an id ccxt does not know."""
+    import ccxt  # heavy to import; only the importers that name ccxt venues need it
+
+    cls = getattr(ccxt, exchange, None)
+    if not isinstance(cls, type):
+        return {}
+    return dict(cls().commonCurrencies or {})

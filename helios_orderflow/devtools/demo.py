@@ -1,7 +1,8 @@
 """``make demo`` and ``make demo-backtest``: Helios inside Freqtrade, on this machine, with no keys and no network.
 
 ``python -m helios_orderflow.devtools.demo`` (``make demo``):
-  1. starts the local Binance-compatible exchange with a seeded synthetic market (``helios exchange``);
+  1. starts the local exchange with a seeded synthetic market (``helios exchange``), speaking Binance's
+     protocol or, with ``--venue`` (``make demo EXCHANGE=okx``), Bybit's, OKX's, Gate's or KuCoin's;
   2. runs ``freqtrade trade --strategy HeliosStrategy`` in dry-run against it, with the live order-flow feed,
      recording to ``user_data/orderflow/live`` and the liquidity dashboard when it is installed;
   3. prints where to look (dashboard URL, Freqtrade log, trade database, recording) and follows the
@@ -85,10 +86,11 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def start_exchange(seed: int, symbols: list[str], log_path: Path, timeout_s: float = 60.0) -> tuple[Child, str]:
-    """``helios exchange --synthetic`` on a free port; returns the child and its base URL."""
+def start_exchange(seed: int, symbols: list[str], log_path: Path, timeout_s: float = 60.0,
+                   venue: str = "binance") -> tuple[Child, str]:
+    """``helios exchange --synthetic --venue VENUE`` on a free port; returns the child and its base URL."""
     child = Child("the local exchange", [sys.executable, "-m", "helios_orderflow.cli", "exchange", "--synthetic",
-                                         "--seed", str(seed), "--symbols", *symbols, "--port", "0",
+                                         "--venue", venue, "--seed", str(seed), "--symbols", *symbols, "--port", "0",
                                          "--history-minutes", "600"], log_path)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -102,13 +104,15 @@ def start_exchange(seed: int, symbols: list[str], log_path: Path, timeout_s: flo
     raise HeliosError(f"the local exchange did not start within {timeout_s:.0f} s; see {log_path}")
 
 
-def demo_config(template: Path, exchange_url: str, out: Path, **helios: Any) -> Path:
-    """``template`` with ccxt pointed at the local exchange and ``helios`` sections merged in, written to
-    ``out`` (under user_data/logs, which git ignores)."""
-    from helios_orderflow.emulator.server import ccxt_config
+def demo_config(template: Path, exchange_url: str, out: Path, venue: str = "binance", **helios: Any) -> Path:
+    """``template`` with Freqtrade's exchange set to ``venue``, ccxt pointed at the local exchange and
+    ``helios`` sections merged in, written to ``out`` (under user_data/logs, which git ignores)."""
+    from helios_orderflow.emulator.dialects import dialect_class
 
+    dialect = dialect_class(venue)
     config = json.loads(template.read_text())
-    config["exchange"]["ccxt_config"] = ccxt_config(exchange_url)
+    config["exchange"]["name"] = dialect.ccxt_id("spot")
+    config["exchange"]["ccxt_config"] = dialect.ccxt_config(exchange_url, "spot")
     config["exchange"]["pair_whitelist"] = list(PAIRS)
     section = dict(config.get("helios") or {})
     for key, value in helios.items():
@@ -172,15 +176,15 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_live(seed: int, dashboard: bool, port: int, max_seconds: float | None = None) -> int:
+def run_live(seed: int, dashboard: bool, port: int, max_seconds: float | None = None, venue: str = "binance") -> int:
     # ``kill`` (SIGTERM) stops the demo as cleanly as Ctrl-C: the children run in their own sessions and
     # would otherwise outlive it.
     signal.signal(signal.SIGTERM, _interrupt)
     log_dir = USER_DATA / "logs"
-    exchange, url = start_exchange(seed, PAIRS, log_dir / "helios-demo-exchange.log")
+    exchange, url = start_exchange(seed, PAIRS, log_dir / "helios-demo-exchange.log", venue=venue)
     freqtrade: Child | None = None
     try:
-        config = demo_config(USER_DATA / "config.dryrun.json", url, log_dir / "helios-demo.config.json",
+        config = demo_config(USER_DATA / "config.dryrun.json", url, log_dir / "helios-demo.config.json", venue,
                              dashboard={"enabled": dashboard, "port": port},
                              recording={"enabled": True, "path": LIVE_RECORDING})
         for stale in (LOG, DB):
@@ -191,7 +195,7 @@ def run_live(seed: int, dashboard: bool, port: int, max_seconds: float | None = 
             "--strategy", "HeliosStrategy", "--logfile", str(LOG), "--db-url", f"sqlite:///{DB}",
         ], log_dir / "helios-demo.freqtrade-out.log")
         has_dashboard = dashboard and _dashboard_installed()
-        print("Helios demo: Freqtrade dry-run with HeliosStrategy against a local synthetic Binance market.\n")
+        print(f"Helios demo: Freqtrade dry-run with HeliosStrategy against a local synthetic {venue} market.\n")
         print(f"  local exchange   {url}  (seed {seed}, {', '.join(PAIRS)}; log {exchange.log_path})")
         if has_dashboard:
             print(f"  dashboard        http://127.0.0.1:{port}/  (liquidity heatmap, walls, CVD, OFI)")
@@ -243,7 +247,7 @@ def _dashboard_installed() -> bool:
 # ---- the backtest demo ------------------------------------------------------------------------------------
 
 
-def run_backtest(seed: int, hours: float) -> int:
+def run_backtest(seed: int, hours: float, venue: str = "binance") -> int:
     log_dir = USER_DATA / "logs"
     rec = BACKTEST_RECORDING
     print(f"Helios demo-backtest: {hours:g} h of synthetic {', '.join(PAIRS)} (seed {seed}) -> {rec}", flush=True)
@@ -251,11 +255,12 @@ def run_backtest(seed: int, hours: float) -> int:
         shutil.rmtree(rec)
     _run([sys.executable, "-m", "helios_orderflow.cli", "synth", "--symbols", *PAIRS, "--hours", str(hours),
           "--seed", str(seed), "--out", str(rec)])
-    datadir = USER_DATA / "data" / "binance"
+    datadir = USER_DATA / "data" / venue
     _run([sys.executable, "-m", "helios_orderflow.cli", "export-trades", str(rec), "--datadir", str(datadir)])
-    exchange, url = start_exchange(seed, PAIRS, log_dir / "helios-demo-backtest-exchange.log")
+    exchange, url = start_exchange(seed, PAIRS, log_dir / "helios-demo-backtest-exchange.log", venue=venue)
     try:
-        config = demo_config(USER_DATA / "config.backtest.json", url, log_dir / "helios-demo-backtest.config.json")
+        config = demo_config(USER_DATA / "config.backtest.json", url, log_dir / "helios-demo-backtest.config.json",
+                             venue)
         common = ["--config", str(config), "--userdir", str(USER_DATA)]
         _run([sys.executable, "-m", "freqtrade", "trades-to-ohlcv", *common, "-p", *PAIRS, "-t", "1m", "5m"])
         print("\nfreqtrade backtesting --strategy HeliosStrategy (order flow from the recording):\n", flush=True)
@@ -316,7 +321,11 @@ def run_stage1() -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m helios_orderflow.devtools.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from helios_orderflow.emulator.dialects import VENUES
+
     p.add_argument("--backtest", action="store_true", help="synthesize a recording and backtest it")
+    p.add_argument("--venue", choices=VENUES, default="binance",
+                   help="the venue the local exchange speaks and Freqtrade trades on (default binance)")
     p.add_argument("--seed", type=int, default=None,
                    help="the synthetic market's seed (default 28 live, 7 backtest: both show setups early)")
     p.add_argument("--hours", type=float, default=3.0, help="--backtest: hours to synthesize (default 3)")
@@ -331,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.backtest:
         if args.hours <= 0:
             raise HeliosError(f"--hours must be > 0, got {args.hours}")
-        return run_backtest(7 if args.seed is None else args.seed, args.hours)
+        return run_backtest(7 if args.seed is None else args.seed, args.hours, args.venue)
     return run_live(28 if args.seed is None else args.seed, not args.no_dashboard, args.dashboard_port,
-                    args.max_seconds)
+                    args.max_seconds, args.venue)
 
 
 if __name__ == "__main__":

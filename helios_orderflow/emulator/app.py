@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 
 from helios_orderflow.emulator.faults import FaultPlan
+from helios_orderflow.emulator.instruments import Instrument
 from helios_orderflow.emulator.market import MarketState
 
 #: Levels as (price_units, qty_units), best first.
@@ -29,6 +31,10 @@ DepthSnapshot = tuple[int, UnitLevels, UnitLevels]
 STALE_AGE_US = 2_000_000
 #: ... taken from a history of snapshots kept once a (simulated) second, this many deep.
 STALE_HISTORY = 6
+
+
+def _binance_wire(inst: Instrument) -> str:
+    return inst.wire
 
 
 class MarketSource(Protocol):
@@ -70,16 +76,19 @@ class MarketApp:
     """The market as the handlers see it: symbols by wire name, the simulated clock, the fault plan, the
     stale-snapshot history the ``stale`` fault serves from, and the log of what was served.
 
+    ``wire``: the venue's name of an instrument (the dialect's), by which requests name symbols.
+
     ``faults``: an empty plan is kept as given (it is falsy), so a caller can switch faults on later.
     """
 
-    def __init__(self, source: MarketSource, faults: FaultPlan | None = None, ping_interval_s: float = 20.0) -> None:
+    def __init__(self, source: MarketSource, faults: FaultPlan | None = None, ping_interval_s: float = 20.0,
+                 wire: Callable[[Instrument], str] | None = None) -> None:
         self.source = source
         self.faults = faults if faults is not None else FaultPlan()
         self.ping_interval_s = ping_interval_s
         self.log = ServerLog()
         self._by_wire: dict[tuple[str, str], MarketState] = {
-            (st.inst.market, st.inst.wire): st for st in source.states
+            (st.inst.market, (wire or _binance_wire)(st.inst)): st for st in source.states
         }
         self._offset_us = 0  # wall - simulated
         self._frozen_at: float | None = None

@@ -19,6 +19,8 @@ KIND               effect (opportunity)
 ``crossed``        a bid is placed one tick above the best ask and removed 1 s later: the
                    server's own book (and every client's) is crossed for 1 s (per diff)
 ``malformed``      a truncated JSON text frame is sent on the stream before a diff (per diff)
+``checksum``       a book update is sent with a wrong checksum, its levels right (per diff; venues
+                   that send a checksum: OKX)
 ``stale``          ``/depth`` answers with a snapshot taken >= 2 s earlier, whose ``lastUpdateId``
                    is older than the diffs a client has buffered (per depth request)
 ``rest429``        a REST request is answered ``429`` with Binance's ``-1003`` body and
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 
 from helios_orderflow.core.errors import HeliosError
 
-PER_DIFF = ("drop", "dup", "reorder", "gap", "crossed", "malformed")
+PER_DIFF = ("drop", "dup", "reorder", "gap", "crossed", "malformed", "checksum")
 PER_REST = ("stale", "rest429", "rest5xx")
 SECONDS = ("disconnect", "noping")
 KINDS = (*PER_DIFF, *PER_REST, *SECONDS, "seed", "after")

@@ -20,17 +20,18 @@ _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 class ExchangeProcess:
     """A ``helios exchange`` subprocess; ``.url`` once started, ``.stop()`` sends SIGINT and waits."""
 
-    def __init__(self, proc: subprocess.Popen[str], url: str, log_path: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], url: str, log_path: Path, venue: str = "binance") -> None:
         self.proc = proc
         self.url = url
+        self.venue = venue
         self.log_path = log_path
         self.pid = proc.pid
 
     def ccxt_urls(self) -> dict[str, Any]:
-        return ccxt_urls(self.url)
+        return ccxt_urls(self.url, self.venue)
 
     def ccxt_config(self, market: str = "spot") -> dict[str, Any]:
-        return ccxt_config(self.url, market)
+        return ccxt_config(self.url, market, self.venue)
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -62,7 +63,8 @@ def start_subprocess(args: list[str], log_path: Path, timeout: float = 60.0) -> 
         text = log_path.read_text()
         m = _LISTENING.search(text)
         if m:
-            return ExchangeProcess(proc, m.group(1), log_path)
+            venue = args[args.index("--venue") + 1] if "--venue" in args else "binance"
+            return ExchangeProcess(proc, m.group(1), log_path, venue)
         if proc.poll() is not None:
             raise HeliosError(f"helios exchange exited with {proc.returncode} before listening:\n{text}")
         time.sleep(0.1)

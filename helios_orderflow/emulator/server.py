@@ -1,20 +1,21 @@
-"""The local Binance-compatible exchange: an aiohttp app serving REST and websockets from a market source.
+"""The local exchange: an aiohttp app serving one venue's REST and websockets from a market source.
 
 Time: the server runs on simulated time (see ``app.py``: wall-clock time minus the total time it was
 frozen). Every 100 ms of simulated time (the grid counted from the source's ``origin_us``) it advances the
-source, closes one diff per symbol and publishes diffs, trades, aggregate trades, best bid/offer and candles
-to the subscribed websocket clients, applying the per-diff faults on the way.
+source, applies the faults that change the market (``gap``, ``crossed``), closes one diff per symbol and
+hands the step's batch to the venue dialect (``dialects/``), which publishes it in its venue's protocol to
+the subscribed websocket clients.
 
-Imports go one way: this module serves the handlers of ``rest.py`` and ``ws.py``, which read the state they
-share with it from ``app.py`` (``MarketApp``, which ``ExchangeServer`` is).
+Imports go one way: this module serves the handlers of the dialect, which read the state they share with
+it from ``app.py`` (``MarketApp``, which ``ExchangeServer`` is).
 
 In-process use (tests, the live-feed helper)::
 
     from helios_orderflow.emulator import start_in_thread, SyntheticSource
-    handle = start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=1))
-    exchange = ccxt.pro.binance(handle.ccxt_config())   # or deep-merge handle.ccxt_config() into yours
+    handle = start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=1), venue="okx")
+    exchange = ccxt.pro.okx(handle.ccxt_config())   # or deep-merge handle.ccxt_config() into yours
     ...
-    handle.book("BTC/USDT", 100)   # (lastUpdateId, bids, asks) as the server holds them
+    handle.book("BTC/USDT", 100)   # (the venue's last update id, bids, asks) as the server holds them
     handle.stop()
 """
 
@@ -26,38 +27,26 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from helios_orderflow.emulator import rest, ws
-from helios_orderflow.emulator.app import APP_KEY, MarketApp, MarketSource, ServerLog, dumps
+from helios_orderflow.emulator.app import APP_KEY, MarketApp, MarketSource, ServerLog
+from helios_orderflow.emulator.dialects import Dialect, dialect_class
+from helios_orderflow.emulator.dialects.base import DIALECT_KEY
 from helios_orderflow.emulator.faults import FaultPlan
-from helios_orderflow.emulator.instruments import Instrument
-from helios_orderflow.emulator.klines import INTERVALS, MINUTE_MS
-from helios_orderflow.emulator.market import Batch, Diff, MarketState
+from helios_orderflow.emulator.hub import HUB_KEY, Hub
+from helios_orderflow.emulator.market import Batch, MarketState
 
 log = logging.getLogger(__name__)
-STEP_US = 100_000  # the diff grid: one @depth@100ms message per symbol per step at most
+STEP_US = 100_000  # the diff grid: one book update per symbol per step at most
 CROSSED_MS = 1000  # how long the ``crossed`` fault keeps a bid above the best ask
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _SlowDiff:
-    """``@depth`` (1000 ms): the 100 ms diffs of one second merged, the last size per price winning."""
-
-    first_id: int = 0
-    prev_id: int = 0
-    last_id: int = 0
-    bids: dict[int, int] = field(default_factory=dict)
-    asks: dict[int, int] = field(default_factory=dict)
-    empty: bool = True
-
-
 class ExchangeServer(MarketApp):
-    """REST + websocket server over a market source. Start with ``await start()``, stop with ``stop()``.
+    """REST + websocket server over a market source, speaking ``venue``'s protocol. Start with
+    ``await start()``, stop with ``stop()``.
 
     The market, clock, faults and log it shares with the handlers are ``MarketApp``'s (``app.py``);
     ``faults``: an empty plan is kept as given, so a caller can switch faults on later.
@@ -65,21 +54,27 @@ class ExchangeServer(MarketApp):
 
     def __init__(self, source: MarketSource, host: str = "127.0.0.1", port: int = 0, faults: FaultPlan | None = None,
                  ping_interval_s: float = 20.0, record: bool = False, record_depth: int = 100,
-                 record_history: int = 3000) -> None:
-        super().__init__(source, faults=faults, ping_interval_s=ping_interval_s)
+                 record_history: int = 3000, venue: str = "binance") -> None:
+        cls = dialect_class(venue)
+        unlisted = sorted({s.inst.market for s in source.states} - set(cls.markets))
+        if unlisted:
+            from helios_orderflow.core.errors import ConfigError
+
+            raise ConfigError(f"the {venue} dialect lists {' and '.join(cls.markets)} markets, not {unlisted}; "
+                              "use spot symbols (BTC/USDT) or a venue with perpetuals (bybit, okx, binance)")
+        super().__init__(source, faults=faults, ping_interval_s=ping_interval_s, wire=cls.wire)
+        self.venue = venue
         self.host = host
         self.port = port
         self.record = record
         self.record_depth = record_depth
         self.record_history = record_history
-        self.hub = ws.Hub(self)
+        self.hub = Hub(self)
+        self.dialect: Dialect = cls(self, self.hub)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self._held: dict[str, str] = {}  # reorder fault: a diff waiting to go out after the next one
         self._uncross: dict[str, tuple[int, int, int]] = {}  # crossed fault: (price, qty to restore, until ms)
-        self._slow: dict[str, _SlowDiff] = {}  # @depth (1000 ms) accumulators
-        self._kline_sent: dict[tuple[str, str], tuple[int, int]] = {}
         self.next_step_us = source.origin_us + STEP_US
 
     # ---- urls ----------------------------------------------------------------------------------
@@ -88,15 +83,19 @@ class ExchangeServer(MarketApp):
         return f"http://{self.host}:{self.port}"
 
     def ccxt_urls(self) -> dict[str, Any]:
-        return ccxt_urls(self.url)
+        return self.dialect.ccxt_urls(self.url)
+
+    def ccxt_config(self, market: str = "spot") -> dict[str, Any]:
+        return self.dialect.ccxt_config(self.url, market)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[rest.binance_errors])
+        app = web.Application(middlewares=self.dialect.middlewares())
         app[APP_KEY] = self
-        app[ws.HUB_KEY] = self.hub
-        app.add_routes(rest.routes())
-        app.add_routes(ws.routes())  # the catch-all websocket route last
+        app[HUB_KEY] = self.hub
+        app[DIALECT_KEY] = self.dialect
+        app.add_routes([web.get("/helios/state", debug_state)])
+        app.add_routes(self.dialect.routes())
         return app
 
     async def start(self) -> None:
@@ -174,152 +173,50 @@ class ExchangeServer(MarketApp):
             if "stale" in faults.rates:
                 self.remember_snapshot(st, t_us)
 
-    def _diff_payload(self, inst: Instrument, d: Diff, ts_ms: int) -> str:
-        fp, fq = inst.format_price, inst.format_qty
-        b = ",".join(f'["{fp(p)}","{fq(q)}"]' for p, q in d.bids)
-        a = ",".join(f'["{fp(p)}","{fq(q)}"]' for p, q in d.asks)
-        if inst.market == "spot":
-            return (f'{{"e":"depthUpdate","E":{ts_ms},"s":"{inst.wire}","U":{d.first_id},"u":{d.last_id},'
-                    f'"b":[{b}],"a":[{a}]}}')
-        return (f'{{"e":"depthUpdate","E":{ts_ms},"T":{ts_ms},"s":"{inst.wire}","U":{d.first_id},'
-                f'"u":{d.last_id},"pu":{d.prev_id},"b":[{b}],"a":[{a}]}}')
-
     def _publish(self, st: MarketState, batch: Batch, ts_ms: int, elapsed: float) -> None:
-        inst = st.inst
-        hub = self.hub
-        market, sid, sym = inst.market, inst.stream_id, inst.symbol
-        faults = self.faults
+        """Hand one step's batch to the dialect, and keep what was sent for the tests (``record``)."""
         if batch.diff is not None:
-            d = batch.diff
             self.log.diffs_published += 1
-            stream = f"{sid}@depth@100ms"
-            payload = self._diff_payload(inst, d, ts_ms)
-            if faults:
-                if faults.fires("malformed", sym, elapsed):
-                    hub.publish_raw(market, stream, payload[: len(payload) // 2])
-                held = self._held.pop(sym, None)
-                if faults.fires("drop", sym, elapsed):
-                    pass
-                elif held is None and faults.fires("reorder", sym, elapsed):
-                    self._held[sym] = payload
-                else:
-                    hub.publish(market, stream, payload)
-                    if faults.fires("dup", sym, elapsed):
-                        hub.publish(market, stream, payload)
-                if held is not None:
-                    hub.publish(market, stream, held)
-            else:
-                hub.publish(market, stream, payload)
-            if hub.subscribers(market, f"{sid}@depth") or sym in self._slow:
-                self._accumulate_slow(st, d, ts_ms)
-            if self.record:
-                self.log.books.setdefault(sym, {})[d.last_id] = st.top_floats(self.record_depth)
-                books = self.log.books[sym]
+        self.log.trades_published += len(batch.trades)
+        self.dialect.publish(st, batch, ts_ms, elapsed)
+        if self.record:
+            sym = st.inst.symbol
+            if batch.diff is not None:
+                books = self.log.books.setdefault(sym, {})
+                books[self.dialect.update_id(st)] = st.top_floats(self.record_depth)
                 if len(books) > self.record_history:
                     for k in list(books)[: len(books) - self.record_history]:
                         del books[k]
-        if batch.trades:
-            self.log.trades_published += len(batch.trades)
-            fp, fq = inst.format_price, inst.format_qty
-            stream = f"{sid}@trade"
-            if hub.subscribers(market, stream):
-                for t in batch.trades:
-                    m = "true" if t.buyer_is_maker else "false"
-                    if market == "spot":
-                        text = (f'{{"e":"trade","E":{ts_ms},"s":"{inst.wire}","t":{t.trade_id},'
-                                f'"p":"{fp(t.price_units)}","q":"{fq(t.qty_units)}","T":{t.ts_ms},"m":{m},"M":true}}')
-                    else:
-                        text = (f'{{"e":"trade","E":{ts_ms},"T":{t.ts_ms},"s":"{inst.wire}","t":{t.trade_id},'
-                                f'"p":"{fp(t.price_units)}","q":"{fq(t.qty_units)}","X":"MARKET","m":{m}}}')
-                    hub.publish(market, stream, text)
-            if self.record:
+            if batch.trades:
                 self.log.trade_ids.setdefault(sym, []).extend(t.trade_id for t in batch.trades)
-            stream = f"{sid}@aggTrade"
-            if hub.subscribers(market, stream):
-                for a in batch.agg_trades:
-                    m = "true" if a.buyer_is_maker else "false"
-                    tail = ',"M":true' if market == "spot" else ""
-                    hub.publish(market, stream, (
-                        f'{{"e":"aggTrade","E":{ts_ms},"s":"{inst.wire}","a":{a.agg_id},"p":"{fp(a.price_units)}",'
-                        f'"q":"{fq(a.qty_units)}","f":{a.first_trade_id},"l":{a.last_trade_id},"T":{a.ts_ms},'
-                        f'"m":{m}{tail}}}'))
-        if batch.bbo_changed:
-            stream = f"{sid}@bookTicker"
-            if hub.subscribers(market, stream):
-                b = st.bbo()
-                head = f'"e":"bookTicker","u":{st.last_update_id},"E":{ts_ms},"T":{ts_ms},' if market == "linear" else (
-                    f'"u":{st.last_update_id},')
-                hub.publish(market, stream, (
-                    f'{{{head}"s":"{inst.wire}","b":"{inst.format_price(b[0])}","B":"{inst.format_qty(b[1])}",'
-                    f'"a":"{inst.format_price(b[2])}","A":"{inst.format_qty(b[3])}"}}'))
-        if ts_ms % 1000 == 0 or batch.trades:
-            self._publish_klines(st, ts_ms, bool(batch.trades))
-
-    def _accumulate_slow(self, st: MarketState, d: Diff, ts_ms: int) -> None:
-        """@depth: the 100 ms diffs of one second merged (last size per price wins)."""
-        acc = self._slow.get(st.inst.symbol)
-        if acc is None:
-            acc = self._slow[st.inst.symbol] = _SlowDiff()
-        if acc.empty:
-            acc.first_id, acc.prev_id, acc.empty = d.first_id, d.prev_id, False
-        acc.bids.update(d.bids)
-        acc.asks.update(d.asks)
-        acc.last_id = d.last_id
-        if ts_ms % 1000 == 0:
-            inst = st.inst
-            merged = Diff(acc.first_id, acc.last_id, acc.prev_id, ts_ms, sorted(acc.bids.items(), reverse=True),
-                          sorted(acc.asks.items()))
-            self._slow[st.inst.symbol] = _SlowDiff()
-            self.hub.publish(inst.market, f"{inst.stream_id}@depth", self._diff_payload(inst, merged, ts_ms))
-
-    def _publish_klines(self, st: MarketState, ts_ms: int, traded: bool) -> None:
-        inst = st.inst
-        for interval, minutes in INTERVALS.items():
-            stream = f"{inst.stream_id}@kline_{interval}"
-            if not self.hub.subscribers(inst.market, stream):
-                continue
-            st.candles.ensure_until(ts_ms)
-            bucket = (ts_ms // MINUTE_MS) // minutes
-            key = (inst.symbol, interval)
-            last = self._kline_sent.get(key)
-            if last is not None and last[0] != bucket:
-                closed = st.candles.candle(minutes, last[0])
-                if closed is not None:
-                    self.hub.publish(inst.market, stream, self._kline_payload(st, closed, interval, ts_ms, True))
-            if last is None or last[0] != bucket or traded or ts_ms - last[1] >= 1000:
-                cur = st.candles.candle(minutes, bucket)
-                if cur is not None:
-                    self.hub.publish(inst.market, stream, self._kline_payload(st, cur, interval, ts_ms, False))
-                self._kline_sent[key] = (bucket, ts_ms)
-
-    def _kline_payload(self, st: MarketState, c: list, interval: str, ts_ms: int, closed: bool) -> str:
-        self.log.kline_messages += 1
-        i = st.inst
-        close_ms = c[0] + INTERVALS[interval] * MINUTE_MS - 1
-        k = {"t": c[0], "T": close_ms, "s": i.wire, "i": interval, "f": c[10], "L": c[11],
-             "o": i.format_price(c[1]), "c": i.format_price(c[4]), "h": i.format_price(c[2]),
-             "l": i.format_price(c[3]), "v": i.format_qty(c[5]), "n": c[7], "x": closed, "q": f"{c[6]:.8f}",
-             "V": i.format_qty(c[8]), "Q": f"{c[9]:.8f}", "B": "0"}
-        return dumps({"e": "kline", "E": ts_ms, "s": i.wire, "k": k})
 
 
-def ccxt_urls(base: str) -> dict[str, Any]:
-    """ccxt ``urls`` override for a local exchange at ``base`` (``http://127.0.0.1:PORT``), for both
-    ``ccxt.binance`` and ``ccxt.pro.binance`` (spot and USD-M futures)."""
-    wsb = base.replace("http://", "ws://", 1)
-    return {"api": {
-        "public": f"{base}/api/v3", "private": f"{base}/api/v3", "v1": f"{base}/api/v1",
-        "sapi": f"{base}/sapi/v1", "fapiPublic": f"{base}/fapi/v1", "fapiPublicV2": f"{base}/fapi/v2",
-        "fapiPublicV3": f"{base}/fapi/v3", "fapiPrivate": f"{base}/fapi/v1", "fapiPrivateV2": f"{base}/fapi/v2",
-        "fapiPrivateV3": f"{base}/fapi/v3", "fapiData": f"{base}/futures/data",
-        "ws": {"spot": f"{wsb}/stream", "margin": f"{wsb}/stream", "linear": f"{wsb}/fstream/ws"},
-    }}
+async def debug_state(request: web.Request) -> web.Response:
+    """``/helios/state?symbol=BTC/USDT&limit=100``: the server's book (with the venue's own last update id as
+    ``lastUpdateId``) and trade counters, on every venue (for tests)."""
+    app = request.app[APP_KEY]
+    dialect = request.app[DIALECT_KEY]
+    symbol = request.query.get("symbol", "")
+    try:
+        st = app.state(symbol)
+    except KeyError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    limit = int(request.query.get("limit", "100"))
+    bids, asks = st.top_floats(limit)
+    return web.json_response({
+        "symbol": symbol, "venue": dialect.name, "lastUpdateId": dialect.update_id(st), "bids": bids, "asks": asks,
+        "next_trade_id": st.next_trade_id, "faults": app.faults.counts, "frozen": app.frozen,
+    })
 
 
-def ccxt_config(base: str, market: str = "spot") -> dict[str, Any]:
+def ccxt_urls(base: str, venue: str = "binance") -> dict[str, Any]:
+    """ccxt ``urls`` override for a local exchange of ``venue`` at ``base`` (``http://127.0.0.1:PORT``)."""
+    return dialect_class(venue).ccxt_urls(base)
+
+
+def ccxt_config(base: str, market: str = "spot", venue: str = "binance") -> dict[str, Any]:
     """A ccxt constructor config (also Freqtrade's ``exchange.ccxt_config``) for the local exchange."""
-    types = ["spot"] if market == "spot" else ["linear"]
-    return {"urls": ccxt_urls(base), "options": {"fetchMarkets": {"types": types}}}
+    return dialect_class(venue).ccxt_config(base, market)
 
 
 class ServerHandle:
@@ -341,8 +238,12 @@ class ServerHandle:
     def ccxt_urls(self) -> dict[str, Any]:
         return self.server.ccxt_urls()
 
+    @property
+    def venue(self) -> str:
+        return self.server.venue
+
     def ccxt_config(self, market: str = "spot") -> dict[str, Any]:
-        return ccxt_config(self.url, market)
+        return self.server.ccxt_config(market)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop (a consistent view between two steps) and return its result."""
@@ -351,11 +252,12 @@ class ServerHandle:
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
 
     def book(self, symbol: str, limit: int = 100) -> tuple[int, list[list[float]], list[list[float]]]:
-        """(lastUpdateId, bids, asks): the server's top ``limit`` levels as the floats a client parses."""
+        """(the venue's last update id, bids, asks): the server's top ``limit`` levels as the floats a client
+        parses."""
         def read() -> tuple[int, list[list[float]], list[list[float]]]:
             st = self.server.state(symbol)
             bids, asks = st.top_floats(limit)
-            return st.last_update_id, bids, asks
+            return self.server.dialect.update_id(st), bids, asks
         return self.call(read)
 
     def trade_ids(self, symbol: str) -> list[int]:
@@ -363,7 +265,8 @@ class ServerHandle:
         return self.call(lambda: list(self.server.log.trade_ids.get(symbol, [])))
 
     def book_at(self, symbol: str, update_id: int) -> tuple[list[list[float]], list[list[float]]] | None:
-        """The server's top levels right after the diff ending at ``update_id`` (needs ``record=True``)."""
+        """The server's top levels right after the update with the venue's id ``update_id`` (needs
+        ``record=True``)."""
         return self.call(lambda: self.server.log.books.get(symbol, {}).get(update_id))
 
     def fault_counts(self) -> dict[str, int]:
@@ -421,11 +324,10 @@ def start_in_thread(source: MarketSource, **kwargs: Any) -> ServerHandle:
 
 
 def startup_line(server: ExchangeServer) -> str:
-    """The line ``helios exchange`` prints once listening: base URLs and the ccxt override to paste."""
-    wsb = server.url.replace("http://", "ws://", 1)
+    """The line ``helios exchange`` prints once listening: venue, base URLs and the ccxt override to paste."""
+    d = server.dialect
     markets = sorted({s.inst.market for s in server.source.states})
-    return (f"helios exchange: listening on {server.url} (REST {server.url}/api/v3 and {server.url}/fapi/v1; "
-            f"websockets {wsb}/stream, {wsb}/ws, {wsb}/fstream/ws); symbols "
+    return (f"helios exchange: listening on {server.url} as {d.name} ({d.endpoints(server.url)}); symbols "
             f"{', '.join(s.inst.symbol for s in server.source.states)}"
-            + "".join(f"\nhelios exchange: exchange.ccxt_config for Freqtrade / ccxt ({m}): "
-                      f"{json.dumps(ccxt_config(server.url, m))}" for m in markets))
+            + "".join(f"\nhelios exchange: exchange.name {d.ccxt_id(m)}, exchange.ccxt_config for Freqtrade / ccxt "
+                      f"({m}): {json.dumps(d.ccxt_config(server.url, m))}" for m in markets))

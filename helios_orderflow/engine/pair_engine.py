@@ -55,7 +55,7 @@ from helios_orderflow.engine.pair_state import BookHealth, PairState
 from helios_orderflow.signals.absorption import AbsorptionSignal
 from helios_orderflow.signals.cvd import Cvd
 from helios_orderflow.signals.exhaustion import BUCKET_US, ExhaustionDetector, ExhaustionSignal
-from helios_orderflow.signals.heatmap import Heatmap, auto_bin_size, infer_tick
+from helios_orderflow.signals.heatmap import TICK_LEVELS, Heatmap, heatmap_grid, infer_tick, side_reach
 from helios_orderflow.signals.ofi import TopLevels, depth_imbalance, ofi_levels, queue_imbalance, weighted_mid
 from helios_orderflow.signals.vwap import SessionVwap
 from helios_orderflow.signals.walls import WallTracker
@@ -80,9 +80,13 @@ class PairEngine:
         on_candle: Callable[[CandleFeatures], None] | None = None,
         heatmap_columns: int = 4,
         defer_timers: bool = False,
+        tick_size: float = 0.0,
     ) -> None:
         """``heatmap_columns``: how many of the newest heatmap columns each ``snapshot()`` carries.
-        ``defer_timers``: leave whole-book timer work to ``settle()`` (see the module docstring)."""
+        ``defer_timers``: leave whole-book timer work to ``settle()`` (see the module docstring).
+        ``tick_size``: the pair's price tick where the driver knows it (the exchange's market precision, e.g.
+        ccxt's ``market["precision"]["price"]``); ``heatmap.tick_size`` wins when set; with neither, the tick is
+        inferred from the first book."""
         s = settings or HeliosSettings()
         self.exchange = exchange
         self.symbol = symbol
@@ -115,7 +119,7 @@ class PairEngine:
         self.exhaustion = ExhaustionDetector(s.exhaustion)
         self.walls: WallTracker | None = None  # created with the first usable book (needs the bin size)
         self.heatmap: Heatmap | None = None
-        self.tick_size = float(s.heatmap.tick_size) if s.heatmap.tick_size else NAN
+        self.tick_size = float(s.heatmap.tick_size or tick_size or NAN)
         self.bin_size = NAN
         self.clock_us = -1
         self.events = 0
@@ -266,17 +270,19 @@ class PairEngine:
         self._ofi_base = True
 
     def _init_market(self, mid: float) -> None:
-        """Tick and bin size are fixed by the first usable book (heatmap columns must share one grid)."""
+        """Tick, bin size and the heatmap's range are fixed by the first usable book (heatmap columns must
+        share one grid); on a thin book the range reaches the best ``heatmap.min_levels`` levels per side
+        (``heatmap_grid``). Computed whether or not the heatmap is built: the walls' range depends on it."""
         s = self.settings
+        bp, _, ap, _ = self._book_arrays()
         if math.isnan(self.tick_size):
-            prices = [p for p in list(self.book.bids.levels)[:500] + list(self.book.asks.levels)[:500]]
-            self.tick_size = infer_tick(prices)
-        b = s.heatmap.bin_size
-        self.bin_size = auto_bin_size(mid, self.tick_size) if isinstance(b, str) else float(b)
-        self.walls = WallTracker(s.walls, s.absorption, self.bin_size)
+            self.tick_size = infer_tick(bp[-TICK_LEVELS:].tolist() + ap[:TICK_LEVELS].tolist())
+        reach = max(side_reach(mid, bp, ap, s.heatmap.min_levels))
+        self.bin_size, half_bins = heatmap_grid(s.heatmap, mid, self.tick_size, reach)
+        self.walls = WallTracker(s.walls, s.absorption, self.bin_size, half_bins * self.bin_size / mid)
         self._last_mid = mid
         if s.heatmap.enabled:
-            self.heatmap = Heatmap(s.heatmap, self.bin_size, mid)
+            self.heatmap = Heatmap(s.heatmap, self.bin_size, half_bins)
 
     def _lost_sync(self) -> None:
         self._book_ok = False

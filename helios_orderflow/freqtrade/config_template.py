@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,9 @@ from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.freqtrade.credentials import ApiServerCredentials
 
 #: ``--exchange`` choices: ccxt ids of the live venues, and ``local`` for Helios' emulator.
-EXCHANGES = ("binance", "binanceusdm", "local")
+EXCHANGES = ("binance", "binanceusdm", "bybit", "okx", "gate", "kucoin", "local")
+#: venues where Helios follows USDT-margined perpetuals (``--futures``; ``binanceusdm`` is Binance's)
+FUTURES_VENUES = ("binance", "bybit", "okx")
 
 STRATEGY = "HeliosStrategy"
 TIMEFRAME = "1m"
@@ -50,22 +53,36 @@ class InitOptions:
     api_server: bool = True
     local_host: str = "127.0.0.1"
     local_port: int = LOCAL_EXCHANGE_PORT
+    #: USDT-margined perpetuals instead of spot (binance, bybit, okx, or local speaking one of them)
+    perpetuals: bool = False
+    #: the venue the local exchange speaks (``helios exchange --venue``), for ``exchange == "local"``
+    local_venue: str = "binance"
+    #: ``exchange.ccxt_config`` for a local exchange speaking another venue than Binance (its dialect's
+    #: ``ccxt_config``; ``helios init`` fills it in, since this layer does not import the emulator)
+    local_ccxt_config: Mapping[str, Any] | None = None
 
     @property
     def futures(self) -> bool:
-        return self.exchange == "binanceusdm"
+        return self.exchange == "binanceusdm" or self.perpetuals
+
+    @property
+    def venue(self) -> str:
+        """Freqtrade's ``exchange.name``: the ccxt id of the venue (Binance futures trade as ``binance``)."""
+        if self.exchange == "local":
+            return self.local_venue
+        return "binance" if self.exchange == "binanceusdm" else self.exchange
 
 
-def default_pairs(exchange: str, stake_currency: str) -> tuple[str, ...]:
+def default_pairs(exchange: str, stake_currency: str, futures: bool = False) -> tuple[str, ...]:
     """BTC and ETH against the stake currency, in ccxt unified form for the venue's market type."""
-    settle = f":{stake_currency}" if exchange == "binanceusdm" else ""
+    settle = f":{stake_currency}" if futures or exchange == "binanceusdm" else ""
     return tuple(f"{base}/{stake_currency}{settle}" for base in ("BTC", "ETH"))
 
 
-def check_pairs(pairs: tuple[str, ...], exchange: str, stake_currency: str) -> None:
+def check_pairs(pairs: tuple[str, ...], exchange: str, stake_currency: str, futures: bool = False) -> None:
     """Pairs must be ccxt unified symbols quoted in the stake currency: ``BTC/USDT`` for spot,
     ``BTC/USDT:USDT`` for USD-M futures. Raises ConfigError naming the first bad pair."""
-    futures = exchange == "binanceusdm"
+    futures = futures or exchange == "binanceusdm"
     example = f"BTC/{stake_currency}:{stake_currency}" if futures else f"BTC/{stake_currency}"
     for pair in pairs:
         base, slash, rest = pair.partition("/")
@@ -130,18 +147,27 @@ def build_config(options: InitOptions, credentials: ApiServerCredentials) -> dic
         raise ConfigError("--exchange local is an emulator and cannot trade live; use --dry-run (the default)")
     if not 1 <= options.local_port <= 65535:
         raise ConfigError(f"local exchange port {options.local_port} is out of range 1..65535")
+    if options.perpetuals and options.venue not in FUTURES_VENUES:
+        raise ConfigError(f"--futures: Helios follows perpetuals on {', '.join(FUTURES_VENUES)}, not on "
+                          f"{options.venue}; drop --futures to trade spot there")
     stake = options.stake_currency.upper()
-    pairs = options.pairs or default_pairs(options.exchange, stake)
-    check_pairs(pairs, options.exchange, stake)
+    pairs = options.pairs or default_pairs(options.exchange, stake, options.futures)
+    check_pairs(pairs, options.exchange, stake, options.futures)
 
     exchange: dict[str, Any] = {
-        "name": "binance",
+        "name": options.venue,
         "ccxt_config": {},
         "ccxt_async_config": {},
         "pair_whitelist": list(pairs),
         "pair_blacklist": [],
     }
-    if options.exchange == "local":
+    if options.exchange == "local" and options.local_venue != "binance":
+        if options.local_ccxt_config is None:
+            raise ConfigError(f"a local exchange speaking {options.local_venue} needs its ccxt_config "
+                              "(helios init computes it from the emulator's dialect)")
+        exchange["ccxt_config"] = dict(options.local_ccxt_config)
+        exchange["enable_ws"] = False
+    elif options.exchange == "local":
         exchange["ccxt_config"] = local_exchange_ccxt_config(options.local_host, options.local_port)
         # Freqtrade's own websocket candle feed would bypass the REST override; the Helios feed uses
         # the ws URLs above.

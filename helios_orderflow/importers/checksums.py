@@ -1,4 +1,4 @@
-"""Venue book checksums (Kraken, OKX) and the book of original level strings they are computed from.
+"""Venue book checksums (Kraken, OKX, Bitget) and the book of original level strings they are computed from.
 
 Both venues append a CRC32 of their top-of-book to every book update so that a client can prove its
 copy is right. The checksum is defined over the venue's decimal *strings* (``"0.00100000"`` and
@@ -12,6 +12,8 @@ arrived; the float book downstream is rebuilt from the same updates.
 - OKX (v5 ``books`` channel, "Checksum" section): the first 25 bids and asks interleaved as
   ``bid_px:bid_sz:ask_px:ask_sz:...`` (a side that has run out is simply left out), CRC32 of that
   string as a *signed* 32-bit integer, compared with ``"checksum"``.
+- Bitget (v1 ``books`` channel, "Checksum"): OKX's definition exactly (25 levels interleaved
+  ``bid:ask``, ``price:size`` as sent, e.g. ``"0.5000"`` not ``"0.5"``, signed 32-bit CRC32).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def okx_checksum(bids: list[TextLevel], asks: list[TextLevel]) -> int:
             parts.append(asks[i][1])
     crc = zlib.crc32(":".join(parts).encode("ascii"))
     return crc - (1 << 32) if crc >= (1 << 31) else crc
+
+
+def bitget_checksum(bids: list[TextLevel], asks: list[TextLevel]) -> int:
+    """Bitget's CRC32: the same string and sign as OKX's (see the module docstring)."""
+    return okx_checksum(bids, asks)
 
 
 class TextBookSide:
@@ -115,3 +122,6 @@ class TextBook:
 
     def okx_checksum(self) -> int:
         return okx_checksum(self.bids.top(25), self.asks.top(25))
+
+    def bitget_checksum(self) -> int:
+        return bitget_checksum(self.bids.top(25), self.asks.top(25))

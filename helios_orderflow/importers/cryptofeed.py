@@ -5,9 +5,11 @@ A capture is the set of files one cryptofeed feed wrote, all named ``<NAME>.<kin
 - ``NAME.ws.<conn>.<n>``: one websocket connection. Line 1 is ``<url> <-> <connect time>``; then
   ``<recv time>: <payload>`` for each message received and ``<url> <- <time>: <payload>`` for each one
   the client sent (ignored).
-- ``NAME.http.<conn>.<n>``: REST responses, ``<url> -> <recv time>: <json>`` (Binance depth snapshots).
+- ``NAME.http.<conn>.<n>``: REST responses, ``<url> -> <recv time>: <json>`` (Binance depth, Gate.io
+  ``order_book?with_id=true`` and KuCoin ``orderbook/level2`` snapshots).
 - ``NAME.0`` or ``NAME.0.gz``: metadata, ``<url> -> <time>: <json>`` (Binance ``exchangeInfo``, OKX
-  ``instruments``) and ``configuration: <json>``. Used for exact symbols (base/quote); optional.
+  ``instruments``, Gate.io ``currency_pairs`` and futures ``contracts``) and ``configuration: <json>``. Used
+  for exact symbols (base/quote) and Gate.io's futures contract sizes; optional.
 
 Times are Unix seconds with a decimal fraction; ``local_ts_us`` is that value in integer microseconds
 (digits beyond the sixth are dropped). Any file may be gzipped.
@@ -26,12 +28,16 @@ and line (or, with ``strict=False``, a counted skip).
 
 The venue is read from the URLs: ``stream.binance.com``/``api.binance.com`` -> ``binance``,
 ``binance.us`` -> ``binanceus``, ``fstream``/``fapi`` -> ``binanceusdm``, ``dstream``/``dapi`` ->
-``binancecoinm``, ``ws.kraken.com`` -> ``kraken``, ``okx.com``/``okex.com`` -> ``okx``. Messages are
-turned into events by ``binance_messages``, ``kraken`` and ``okx`` (checksums verified on every update
-there; see those modules). A capture of another venue is skipped with a counted warning.
+``binancecoinm``, ``ws.kraken.com`` -> ``kraken``, ``okx.com``/``okex.com`` -> ``okx``, ``gateio.ws``/
+``gate.io``/``gate.com`` -> ``gate`` (spot and perpetual futures), ``kucoin.com`` -> ``kucoin`` (spot; KuCoin
+futures hosts are not read), ``bitget.com`` -> ``bitget`` (v1). Messages are turned into events by
+``binance_messages``, ``kraken``, ``okx``, ``gate``, ``kucoin`` and ``bitget`` (Kraken, OKX and Bitget
+checksums verified on every update there; Binance, Gate.io and KuCoin diffs carry update ids that
+``book/sync.py`` checks downstream; see those modules). A capture of another venue is skipped with a counted
+warning.
 
-Caveats: a Binance book needs the REST snapshot in ``NAME.http.*``; without it the diffs cannot be
-aligned (a skip is counted per symbol at the end, and the book stays unsynced downstream).
+Caveats: a Binance, Gate.io or KuCoin book needs the REST snapshot in ``NAME.http.*``; without it the diffs
+cannot be aligned (a skip is counted per symbol at the end, and the book stays unsynced downstream).
 
 Options: ``strict`` (default True): malformed lines and out-of-order times raise ``InputError``;
 False counts them as skips and goes on. ``symbol``/``exchange``: keep only events of this unified
@@ -58,15 +64,22 @@ from helios_orderflow.importers.binance_messages import (
     resolve_symbol,
     symbol_map_from_exchange_info,
 )
+from helios_orderflow.importers.bitget import BitgetParser
+from helios_orderflow.importers.gate import GateParser
 from helios_orderflow.importers.kraken import KrakenParser
+from helios_orderflow.importers.kucoin import KucoinParser
 from helios_orderflow.importers.okx import OkxParser, symbol_map_from_instruments
 from helios_orderflow.importers.source import iter_lines
 
 from . import ImportStats
 
-SUPPORTED = ("binance", "binanceus", "binanceusdm", "binancecoinm", "kraken", "okx")
+SUPPORTED = ("binance", "binanceus", "binanceusdm", "binancecoinm", "kraken", "okx", "gate", "kucoin", "bitget")
 
 _FILE_RE = re.compile(r"^(?P<name>[^.]+)\.(?P<kind>ws|http|0)(?:\.|$)")
+
+
+def _on_domain(host: str, *domains: str) -> bool:
+    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def venue_from_url(url: str) -> str | None:
@@ -84,6 +97,13 @@ def venue_from_url(url: str) -> str | None:
         return "kraken"
     if host.endswith(("okx.com", "okex.com")):
         return "okx"
+    if _on_domain(host, "gateio.ws", "gate.io", "gate.com"):
+        return "gate"
+    if _on_domain(host, "kucoin.com"):
+        # KuCoin futures (api-futures, ws-api-futures) speaks another dialect (ccxt's kucoinfutures).
+        return None if "futures" in host else "kucoin"
+    if _on_domain(host, "bitget.com"):
+        return "bitget"
     return None
 
 
@@ -294,9 +314,9 @@ class _BinanceVenue:
 
 
 class _WsVenue:
-    """Kraken/OKX: websocket only."""
+    """Kraken/OKX/Bitget: websocket only."""
 
-    def __init__(self, parser: KrakenParser | OkxParser, stats: ImportStats) -> None:
+    def __init__(self, parser: KrakenParser | OkxParser | BitgetParser, stats: ImportStats) -> None:
         self.parser = parser
         self.stats = stats
 
@@ -308,7 +328,8 @@ class _WsVenue:
         return []
 
 
-_Venue = _BinanceVenue | _WsVenue
+# Gate.io and KuCoin parsers read their own REST snapshots (``on_rest``).
+_Venue = _BinanceVenue | _WsVenue | GateParser | KucoinParser
 
 
 class _CaptureState:
@@ -319,9 +340,13 @@ class _CaptureState:
         self.stats = stats
         self.binance_maps: dict[str, dict[str, str]] = {}
         okx_responses: list[Any] = []
+        self.gate = GateParser(stats)
         for path in capture.meta:
             for url, data in _read_metadata(path, progress):
                 venue = venue_from_url(url)
+                if venue == "gate":
+                    self.gate.add_metadata(url, data)  # Gate's metadata responses are lists
+                    continue
                 if venue is None or not isinstance(data, dict):
                     continue
                 if venue.startswith("binance") and "symbols" in data:
@@ -344,6 +369,12 @@ class _CaptureState:
                 v = _WsVenue(KrakenParser(self.stats), self.stats)
             elif exchange == "okx":
                 v = _WsVenue(OkxParser(self.stats, self.okx_map), self.stats)
+            elif exchange == "bitget":
+                v = _WsVenue(BitgetParser(self.stats), self.stats)
+            elif exchange == "gate":
+                v = self.gate
+            elif exchange == "kucoin":
+                v = KucoinParser(self.stats)
             else:
                 v = _BinanceVenue(exchange, self.stats, self.binance_maps.setdefault(exchange, {}))
             self.venues[exchange] = v
@@ -365,9 +396,9 @@ def iter_events(
     **options: Any,
 ) -> Iterator[Event]:
     """Events of the cryptofeed captures in ``paths`` (files, NAME prefixes or directories), in receive
-    order. See the module docstring for the conventions, and ``binance_messages``, ``kraken`` and
-    ``okx`` for what each message becomes. Bad input raises ``InputError`` naming file and line (or,
-    with ``strict=False``, is counted in ``stats`` and skipped)."""
+    order. See the module docstring for the conventions, and ``binance_messages``, ``kraken``, ``okx``,
+    ``gate``, ``kucoin`` and ``bitget`` for what each message becomes. Bad input raises ``InputError`` naming
+    file and line (or, with ``strict=False``, is counted in ``stats`` and skipped)."""
     unknown = {k: v for k, v in options.items() if v is not None}
     if unknown:
         raise ConfigError(f"cryptofeed import does not take option(s) {', '.join(sorted(unknown))}")

@@ -63,7 +63,9 @@ def url_of(ex: Any, message_hash: str) -> str | None:
     return None
 
 
-def guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], None] | None = None) -> None:
+def guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], None] | None = None,
+                 check: Callable[[Any], str | None] | None = None,
+                 precheck: Callable[[Any], str | None] | None = None) -> None:
     """Make a frame ccxt cannot handle drop the connection instead of silently stalling it.
 
     ccxt handles each websocket frame in a callback that also schedules the next read; when handling
@@ -75,7 +77,9 @@ def guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], No
     awaiting (ccxt then reconnects on the next call without raising); frames a lost connection still
     delivers afterwards are dropped, since the gap declared for the loss covers them. ``on_resolve`` is
     called with every result ccxt resolves a watcher with, right there in the frame's handling (it must
-    not raise).
+    not raise). ``precheck`` and ``check`` (``venue_checks``) are called with each frame before and after ccxt
+    handles it; a problem either reports fails the connection with ``ChecksumError`` (a declared gap and a
+    fresh snapshot), and a frame failed before is not handled.
     """
     import ccxt
 
@@ -101,10 +105,15 @@ def guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], No
                     # so a loop awaiting one declares the gap and dials again.
                     _c.on_error(ccxt.NetworkError(f"a second connection to {_c.url} was closed"))
                     return
+                if precheck is not None and _failed_check(_c, precheck, data):
+                    return
                 try:
                     _handle(data)
                 except Exception as exc:
                     _c.on_error(ccxt.NetworkError(f"a frame from {_c.url} could not be handled ({describe(exc)})"))
+                    return
+                if check is not None:
+                    _failed_check(_c, check, data)
 
             c.handle_text_or_binary_message = guarded
             on_error, on_close = c.on_error, c.on_close
@@ -138,6 +147,21 @@ def guard_frames(ex: Any, losses: dict[str, int], on_resolve: Callable[[Any], No
         return c
 
     ex.client = client
+
+
+def _failed_check(client: Any, check: Callable[[Any], str | None], frame: Any) -> bool:
+    """Run a venue check on ``frame``; on a problem fail ``client``'s connection with ccxt's ``ChecksumError``
+    and return True."""
+    import ccxt
+
+    try:
+        problem = check(frame)
+    except Exception as exc:  # a check that cannot read a frame must not pass it silently
+        problem = f"checking a frame failed ({describe(exc)})"
+    if problem is None:
+        return False
+    client.on_error(ccxt.ChecksumError(problem))
+    return True
 
 
 def own_callbacks_only(ex: Any) -> None:

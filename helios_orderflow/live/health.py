@@ -35,6 +35,9 @@ Counters (since the feed was created):
 - ``duplicate_trades``: trades the venue delivered again (an id already emitted, on a venue whose trade ids
   increase: ``trade_ids.py``), dropped before the recording and the engine. Not part of the verdict: the
   book is unaffected and nothing was counted twice, but it should stay 0; a warning is logged when it grows.
+- ``limits``: what the venue's feed cannot do here, said once each, for example "no best bid/offer stream"
+  or "trades carry no ids". Not part of the verdict: the feed degrades (it records what it has and invents
+  nothing), and ``docs/venues.md`` says per venue what it costs.
 - ``errors``: every exception a watch loop caught (gaps and reconnects included); ``last_error`` is the
   newest, as ``"ExceptionType: message"``, with ``last_error_mono_s``.
 """
@@ -72,6 +75,7 @@ class PairHealth:
     last_error_mono_s: float | None = None
     engine_book_ok: bool = True
     engine_failed: bool = False
+    limits: tuple[str, ...] = ()
 
     def age_s(self, now_mono_s: float) -> float:
         """Seconds since the last book update at ``now_mono_s`` (monotonic), ``inf`` when there was none."""
@@ -135,6 +139,7 @@ class HealthTracker:
         "last_error",
         "last_error_mono_s",
         "last_trade_mono_s",
+        "limits",
         "reconnects",
         "resyncs",
         "symbol",
@@ -165,6 +170,7 @@ class HealthTracker:
         self.last_error_mono_s: float | None = None
         self.engine_book_ok = True
         self.engine_failed = False
+        self.limits: tuple[str, ...] = ()
         self._snapshot: PairHealth | None = None
 
     def on_book(self, *, snapshot: bool, crossed: bool, changed: bool = True) -> None:
@@ -202,6 +208,12 @@ class HealthTracker:
         """The engine raised: its state is frozen for good (the pair stays unhealthy)."""
         if not self.engine_failed:
             self.engine_failed = True
+            self._snapshot = None
+
+    def on_limit(self, text: str) -> None:
+        """The venue's feed cannot do something here (said once)."""
+        if text not in self.limits:
+            self.limits = (*self.limits, text)
             self._snapshot = None
 
     def on_bbo(self) -> None:
@@ -247,5 +259,6 @@ class HealthTracker:
                 last_error_mono_s=self.last_error_mono_s,
                 engine_book_ok=self.engine_book_ok,
                 engine_failed=self.engine_failed,
+                limits=self.limits,
             )
         return snap

@@ -27,6 +27,7 @@ from helios_orderflow.live.ccxt_edge import (
 )
 from helios_orderflow.live.publish import FeedStats, Pair, Publisher
 from helios_orderflow.live.state import SharedState
+from helios_orderflow.live.venue_checks import NO_BBO, book_limit, frame_checks
 from helios_orderflow.recording.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class Runner(Publisher):
         streaming.setdefault("keepAlive", int(self.settings.ws_keepalive_s * 1000))
         config["streaming"] = streaming
         self.ex = ex = cls(config)
-        guard_frames(ex, self.losses, self._on_resolve)
+        precheck, check = frame_checks(self.exchange_id, ex)
+        guard_frames(ex, self.losses, self._on_resolve, check=check, precheck=precheck)
         for p in self.pairs.values():
             p.differ.reset()
             p.last_trade = p.last_bbo = None
@@ -121,6 +123,7 @@ class Runner(Publisher):
             sup = self._supervised
             tasks = [asyncio.create_task(sup(partial(self._book_loop, p), [p])) for p in live]
             has = ex.has
+            self._say_limits(live, has)
             if live and self.settings.trades:
                 if self.settings.multi_symbol and has.get("watchTradesForSymbols") and len(live) > 1:
                     tasks.append(asyncio.create_task(sup(partial(self._trades_loop, live, multi=True), live)))
@@ -129,7 +132,7 @@ class Runner(Publisher):
                         asyncio.create_task(sup(partial(self._trades_loop, [p], multi=False), [p]))
                         for p in live
                     )
-            if live and self.settings.bbo and has.get("watchBidsAsks"):
+            if live and self.settings.bbo and has.get("watchBidsAsks") and self.exchange_id not in NO_BBO:
                 groups = [live] if self.settings.multi_symbol else [[p] for p in live]
                 tasks.extend(asyncio.create_task(sup(partial(self._bbo_loop, g), g)) for g in groups)
             if tasks:
@@ -143,6 +146,22 @@ class Runner(Publisher):
                 await asyncio.wait(tasks, timeout=1.0)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(ex.close(), timeout=1.5)
+
+    def _say_limits(self, live: list[Pair], has: Mapping[str, Any]) -> None:
+        """Put in each pair's health what this venue's ccxt client cannot give (docs/venues.md)."""
+        limits = []
+        if self.settings.bbo and self.exchange_id in NO_BBO:
+            limits.append(NO_BBO[self.exchange_id])
+        elif self.settings.bbo and not has.get("watchBidsAsks"):
+            limits.append("no best bid/offer stream: quotes are not recorded and the book is not cross-checked")
+        if self.settings.trades and self.settings.multi_symbol and len(live) > 1 and not has.get(
+                "watchTradesForSymbols"):
+            limits.append("no multi-symbol trades watcher: one trades subscription per pair")
+        for p in live:
+            for text in limits:
+                p.health.on_limit(text)
+            if limits:
+                self._publish(p)
 
     async def _supervised(self, make: Callable[[], Any], group: list[Pair]) -> None:
         """Run one watch loop; should it ever end with an exception (a bug: the loops catch what the
@@ -194,7 +213,7 @@ class Runner(Publisher):
         """
         ex = self.ex
         backoff = self._backoff()
-        depth = self.settings.book_depth
+        depth = book_limit(self.exchange_id, self.settings.book_depth)
         symbol = p.symbol
         while True:
             seen = p.books_handled
@@ -361,6 +380,9 @@ class Runner(Publisher):
         p.last_trade = newest
         fresh.reverse()
         events = [e for e in (trade_event(self.exchange_id, p.symbol, t, local) for t in fresh) if e is not None]
+        if events and not events[-1].trade_id:
+            # Without ids a trade delivered twice cannot be told from a second trade: it is kept, and said.
+            p.health.on_limit("trades carry no ids: a trade the venue delivers twice cannot be recognised")
         guard = p.trade_ids
         if guard is not None and events:
             kept: list[Trade] = []

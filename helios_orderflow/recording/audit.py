@@ -6,7 +6,10 @@ and must agree. For each (exchange, symbol) it reports:
 - ``first_ts_us``/``last_ts_us``: first and last event time (venue time, µs).
 - ``snapshots``: book snapshots; ``book_events``: book delta messages (every one received, applied or not);
   ``stale_dropped``: deltas older than the book (Binance's "drop u <= lastUpdateId" rule).
-- ``seq_gaps``: sequence breaks (see ``sequence.py``); ``declared_gaps``: FeedGap events in the data.
+- ``seq_gaps``: sequence breaks by the venue's id rule (see ``book/sync.py``: Binance, Gate.io and KuCoin
+  ids); ``declared_gaps``: FeedGap events in the data, among them the checksum mismatches the importers
+  found (Kraken, OKX, Bitget: the mismatching update is never in the data); ``last_declared_gap`` is the
+  last one's reason.
 - ``crossed``: applied messages after which best bid >= best ask.
 - ``bbo_checks``/``bbo_mismatches``: recorded best bid/offer events compared with the rebuilt book. With
   update ids, a BBO is compared with the book as it stood right after the delta whose last id equals the
@@ -65,6 +68,7 @@ class StreamReport:
     first_mismatch: str = ""
     last_gap: str = ""
     first_duplicate: str = ""
+    last_declared_gap: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,6 +117,7 @@ class StreamInspector:
             self._on_bbo(ev)
         elif isinstance(ev, FeedGap):
             r.declared_gaps += 1
+            r.last_declared_gap = ev.reason
 
     def _after_apply(self) -> None:
         book = self.sync.book

@@ -33,9 +33,16 @@ def bin_index(price: float, bin_size: float) -> int:
     return math.floor(price / bin_size + _EPS)
 
 
+#: The tick is inferred from this many best levels per side: far from the mid, thin books keep old orders at a
+#: finer grid than the pair trades at today (Gate ZKS_ETH, tick 0.000001, has bids at 0.00001063 and 0.00000001;
+#: NEO_BTC, tick 0.0000001, at 0.00004802), and the most decimals over the whole book would pick that grid.
+TICK_LEVELS = 20
+
+
 def infer_tick(prices: list[float] | tuple[float, ...]) -> float:
     """The price tick implied by the most decimals among ``prices`` (their shortest float repr):
-    ``[61837.63, 61837.6] -> 0.01``. 1.0 when every price is whole."""
+    ``[61837.63, 61837.6] -> 0.01``. 1.0 when every price is whole. Pass the levels nearest the mid
+    (``TICK_LEVELS`` per side), not the whole book."""
     decimals = 0
     for p in prices:
         exp = Decimal(repr(p)).normalize().as_tuple().exponent
@@ -44,10 +51,17 @@ def infer_tick(prices: list[float] | tuple[float, ...]) -> float:
     return float(Decimal(1).scaleb(-decimals))
 
 
-def auto_bin_size(mid: float, tick: float) -> float:
-    """The multiple of ``tick`` of the form {1, 2, 2.5, 5} x 10^k ticks nearest (in ratio) to 1 bp of ``mid``:
-    mid 61700, tick 0.01 -> 5.0 (1 bp = 6.17)."""
-    target = max(mid * 1e-4, tick)
+def auto_bin_size(mid: float, tick: float, min_width: float = 0.0) -> float:
+    """A whole number of ticks, {1, 2, 5} x 10^k or 2.5 x 10^k (k >= 1), nearest (in ratio) to the larger of
+    1 bp of ``mid`` and ``min_width`` (quote units): mid 61700, tick 0.01 -> 5.0 (1 bp = 6.17).
+
+    Guarantees: never a fraction of a tick, and never a fraction of a tick's multiple either (2.5 ticks would
+    put 2 and 3 price levels in alternate bins, a stripe pattern on any book with every tick quoted); exactly
+    one tick when the tick is at least 1 bp of the mid, whatever ``min_width`` asks for: each tick is then a
+    price a trader tells apart (>= 1 bp away from the next), and a bin must not merge two of them."""
+    if tick >= mid * 1e-4:
+        return tick
+    target = max(mid * 1e-4, min_width, tick)
     best = tick
     best_err = math.inf
     k = 0
@@ -55,6 +69,8 @@ def auto_bin_size(mid: float, tick: float) -> float:
         base = 10.0**k
         done = False
         for m in (1.0, 2.0, 2.5, 5.0):
+            if k == 0 and m == 2.5:
+                continue
             cand = float(Decimal(repr(tick)) * Decimal(repr(m * base)))
             err = abs(math.log(cand / target))
             if err < best_err:
@@ -64,6 +80,37 @@ def auto_bin_size(mid: float, tick: float) -> float:
         if done:
             return best
         k += 1
+
+
+def side_reach(mid: float, bid_prices: np.ndarray, ask_prices: np.ndarray, n: int) -> tuple[float, float]:
+    """How far, as a fraction of ``mid``, each side must reach to hold its ``n`` best levels (all of them when
+    it has fewer; 0.0 when it has none). ``bid_prices``/``ask_prices`` ascending, as the engine's arrays."""
+    b = (mid - float(bid_prices[-min(n, bid_prices.size)])) / mid if bid_prices.size else 0.0
+    a = (float(ask_prices[min(n, ask_prices.size) - 1]) - mid) / mid if ask_prices.size else 0.0
+    return b, a
+
+
+def heatmap_grid(settings: HeatmapSettings, mid: float, tick: float, reach: float) -> tuple[float, int]:
+    """(bin size, half_bins) of the heatmap, fixed at the first book: mid ``mid``, tick ``tick``, and
+    ``reach`` = the fraction of the mid that holds ``settings.min_levels`` levels on the side that needs more.
+
+    The columns cover mid +/- ``range_pct`` %. A thin book's best levels can lie farther out than that (Gate
+    INK_USDT's spread alone is 4.9 %): then the range widens to ``reach``, at most ``max_range_pct`` %, with at
+    most ``max_bins_per_side`` bins per side (memory), and an "auto" bin grows to range / ``max_bins_per_side``
+    when that is wider than 1 bp, except with a tick of 1 bp or more, where the bin stays one tick and the range
+    is what ``max_bins_per_side`` ticks cover. Books that need no widening get exactly the configured range and
+    bin (BTC/USDT: 5.0 USDT bins, 62 per side)."""
+    base = mid * settings.range_pct / 100.0
+    wide = min(max(base, reach * mid), mid * max(settings.max_range_pct, settings.range_pct) / 100.0)
+    b = settings.bin_size
+    if isinstance(b, str):
+        bin_size = auto_bin_size(mid, tick, wide / settings.max_bins_per_side if wide > base else 0.0)
+    else:
+        bin_size = float(b)
+    half = max(1, math.ceil(base / bin_size))
+    if wide > base:
+        half = max(half, min(math.ceil(wide / bin_size - _EPS), settings.max_bins_per_side))
+    return bin_size, half
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +140,15 @@ class HeatmapColumns:
 
 class Heatmap:
     """A fixed-size ring of columns. Memory: ``capacity * (2*(H+1) + 2*(2H+1)) * 4`` bytes plus two int64
-    per column, allocated once (about 11 MB for the defaults on BTCUSDT) and written through at once: a
+    per column, allocated once (about 11 MB for the defaults on BTCUSDT, at most about 17 MB for a thin book
+    widened to ``max_bins_per_side`` = 100 bins) and written through at once: a
     long-running feed's resident memory is then flat from the first book on, instead of creeping up for
     the first ``window_s`` as the ring's pages are first written (np.zeros maps them lazily)."""
 
-    def __init__(self, settings: HeatmapSettings, bin_size: float, mid: float) -> None:
+    def __init__(self, settings: HeatmapSettings, bin_size: float, half_bins: int) -> None:
+        """``bin_size`` and ``half_bins`` as ``heatmap_grid`` gives them."""
         self.bin_size = bin_size
-        self.half_bins = max(1, math.ceil(mid * settings.range_pct / 100.0 / bin_size))
+        self.half_bins = half_bins
         h = self.half_bins
         self.capacity = max(1, int(settings.window_s * 1000 // settings.snapshot_interval_ms))
         c = self.capacity

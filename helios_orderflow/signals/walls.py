@@ -3,14 +3,25 @@ moment they appear until they end.
 
 Definition (defaults in ``WallSettings``, documented in docs/signals.md). Every ``scan_interval_ms`` of event
 time, with the book in sync:
-1. Levels within mid +/- ``range_pct`` % are summed per price bin (the heatmap's bin), per side.
+1. Levels within mid +/- ``range_pct`` % are summed per price bin (the heatmap's bin), per side. A side whose
+   ``min_levels`` best levels reach farther (a thin book) is scanned out to the last of them, but never beyond
+   the heatmap's range (``max_range``).
 2. ``median`` = the median size of the non-empty bins of both sides in that range; a bin with size
-   >= ``size_k`` x median is a *candidate* (first seen = this scan's time).
+   >= ``size_k`` x median and >= ``liquidity_k`` x the size-weighted median of the other bins of its side is
+   a *candidate* (first seen = this scan's time). The weighted median (the size at which half of the other
+   bins' volume sits) is what makes the rule hold on thin books: there most levels are dust (one minimum-size
+   order repeated at many ticks: Gate DIS_USDT 0.024, NANO_USDT 0.197), the median is the dust size and
+   3 x dust is any real order; dust has no weight in the weighted median. Leaving the bin itself out keeps one
+   big wall holding most of the volume from hiding itself; taking the other bins of its own side only keeps a
+   wall on the other side from hiding it (two equal walls on one side, holding most of its volume, still
+   hide each other). On dense books (BTC/USDT) the weighted median is ~1.55 x the median, below
+   ``size_k / liquidity_k`` = 2, so the median rule decides there, as it always did.
 3. A candidate that is still a candidate at a scan at least ``min_age_s`` after it was first seen becomes a
    *wall* (confirmed). A candidate that stops qualifying before that is forgotten.
 4. A wall is then tracked at each scan (size now, peak size, distance from mid) whatever the median does,
    until its size falls below ``end_frac`` x its peak (ended "traded" or "pulled", below), or its bin
-   leaves the range ("out_of_range"), or the book loses sync ("desync").
+   leaves the range ("out_of_range"; on a widened side, the heatmap's range: the ``min_levels``-th level of a
+   thin book moves with every order placed, and walls must not end on that), or the book loses sync ("desync").
 5. Trades: taker volume printed into or beyond a tracked bin (sells at prices < high for a bid bin, buys
    at prices >= low for an ask bin) since it was first seen is its ``traded_volume``. An ending wall was
    "traded" (through) when ``traded_volume >= traded_frac x (peak - size at end)``, else "pulled".
@@ -31,7 +42,7 @@ import numpy as np
 
 from helios_orderflow.core.settings import AbsorptionSettings, WallSettings
 from helios_orderflow.signals.absorption import AbsorptionSignal, AbsorptionWindow
-from helios_orderflow.signals.heatmap import _EPS
+from helios_orderflow.signals.heatmap import _EPS, side_reach
 
 WallSide = Literal["bid", "ask"]
 
@@ -90,6 +101,23 @@ class _Track:
         )
 
 
+def _weighted_median_without(sorted_sizes: np.ndarray, cum: np.ndarray, size: float) -> float:
+    """The size-weighted median of ``sorted_sizes`` (ascending, ``cum`` their running sum) with one bin of
+    ``size`` left out: the smallest remaining size at which the bins up to it hold half of the remaining volume.
+    0.0 when no other bin is left (nothing to compare with: the median rule alone decides)."""
+    if sorted_sizes.size < 2:
+        return 0.0
+    j = int(np.searchsorted(sorted_sizes, size, side="right")) - 1  # the left-out bin's position
+    half = (cum[-1] - size) / 2.0
+    # running sums without the left-out bin: unchanged below j, minus ``size`` from j on (position j removed)
+    below = cum[:j]
+    k = int(np.searchsorted(below, half))
+    if k < j:
+        return float(sorted_sizes[k])
+    k = int(np.searchsorted(cum[j + 1:] - size, half))
+    return float(sorted_sizes[min(j + 1 + k, sorted_sizes.size - 1)])
+
+
 def _bin_sizes(prices: np.ndarray, sizes: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bin index per level, the distinct bins, size per distinct bin)."""
     idx = np.floor(prices / bin_size + _EPS).astype(np.int64)
@@ -104,17 +132,25 @@ def _bin_sizes(prices: np.ndarray, sizes: np.ndarray, bin_size: float) -> tuple[
 class WallTracker:
     """Finds and tracks walls for one book (see the module docstring); also runs absorption on them."""
 
-    def __init__(self, walls: WallSettings, absorption: AbsorptionSettings, bin_size: float) -> None:
+    def __init__(self, walls: WallSettings, absorption: AbsorptionSettings, bin_size: float,
+                 max_range: float = 0.0) -> None:
+        """``max_range``: how far (a fraction of the mid) a thin side may be widened, the heatmap's half range;
+        never below ``walls.range_pct``."""
         self.settings = walls
         self.absorption = absorption
         self.bin_size = bin_size
+        self.max_range = max(max_range, walls.range_pct / 100.0)
         self.tracks: dict[tuple[WallSide, int], _Track] = {}
         self._bid_tracks: list[_Track] = []
         self._ask_tracks: list[_Track] = []
         self.ended: deque[Wall] = deque(maxlen=32)
         self.ended_count = 0
         self._ended_view: tuple[Wall, ...] = ()
+        #: At the last scan: the median bin size, the non-empty bins in range (both sides) and how many of
+        #: them were candidates (walls or not yet).
         self.median = math.nan
+        self.bins_in_range = 0
+        self.candidates = 0
         self._active: tuple[Wall, ...] = ()
         self._active_dirty = False
 
@@ -126,8 +162,15 @@ class WallTracker:
         s = self.settings
         bs = self.bin_size
         r = s.range_pct / 100.0
-        lo_px = mid * (1.0 - r)
-        hi_px = mid * (1.0 + r)
+        cap = self.max_range
+        reach_b, reach_a = side_reach(mid, bid_p, ask_p, s.min_levels)
+        rb = min(max(r, reach_b), cap)
+        ra = min(max(r, reach_a), cap)
+        lo_px = mid * (1.0 - rb)
+        hi_px = mid * (1.0 + ra)
+        # Tracked walls stay in range up to the cap on a widened side (see the module docstring).
+        lo_keep = mid * (1.0 - (cap if rb > r else r))
+        hi_keep = mid * (1.0 + (cap if ra > r else r))
         bm = bid_p >= lo_px
         am = ask_p <= hi_px
         bp, bq = bid_p[bm], bid_q[bm]
@@ -140,19 +183,29 @@ class WallTracker:
             median = float(np.median(np.concatenate((b_sizes, a_sizes))))
             self.median = median
             thr = s.size_k * median
-            for b, size in zip(b_bins[b_sizes >= thr].tolist(), b_sizes[b_sizes >= thr].tolist(), strict=True):
-                current[("bid", b)] = size
-            for b, size in zip(a_bins[a_sizes >= thr].tolist(), a_sizes[a_sizes >= thr].tolist(), strict=True):
-                current[("ask", b)] = size
+            sides: tuple[tuple[WallSide, np.ndarray, np.ndarray], ...] = (
+                ("bid", b_bins, b_sizes), ("ask", a_bins, a_sizes))
+            for side, bins, sizes in sides:
+                m = sizes >= thr
+                if not m.any():
+                    continue
+                ordered = np.sort(sizes)
+                cum = np.cumsum(ordered)
+                for b, size in zip(bins[m].tolist(), sizes[m].tolist(), strict=True):
+                    if s.liquidity_k > 0 and size < s.liquidity_k * _weighted_median_without(ordered, cum, size):
+                        continue
+                    current[(side, b)] = size
         else:
             self.median = math.nan
+        self.bins_in_range = n
+        self.candidates = len(current)
         # Sizes of tracked bins that are no longer candidates (confirmed walls are tracked regardless).
         b_lookup = dict(zip(b_bins.tolist(), b_sizes.tolist(), strict=True))
         a_lookup = dict(zip(a_bins.tolist(), a_sizes.tolist(), strict=True))
         changed = False
         for key, t in list(self.tracks.items()):
             side, b = key
-            in_range = (t.low >= lo_px) if side == "bid" else (t.high <= hi_px)
+            in_range = (t.low >= lo_keep) if side == "bid" else (t.high <= hi_keep)
             size = current.get(key)
             if size is None:
                 size = (b_lookup if side == "bid" else a_lookup).get(b, 0.0)

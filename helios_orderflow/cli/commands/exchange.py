@@ -1,5 +1,6 @@
-"""``helios exchange``: a local Binance-compatible exchange (REST + websockets) on 127.0.0.1, with a
-synthetic or replayed market and optional fault injection. Point ccxt or Freqtrade at it with the
+"""``helios exchange``: a local exchange (REST + websockets) on 127.0.0.1 that speaks one venue's public
+protocol (``--venue``: binance, bybit, okx, gate or kucoin), with a synthetic or replayed market and
+optional fault injection. Point ccxt or Freqtrade at it with the ``exchange.name`` and
 ``exchange.ccxt_config`` it prints at start-up."""
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ DEFAULT_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("exchange", help="run a local Binance-compatible exchange (synthetic or replay)",
+    from helios_orderflow.emulator.dialects import VENUES
+
+    p = sub.add_parser("exchange", help="run a local exchange in a venue's protocol (synthetic or replay)",
                        description=__doc__)
+    p.add_argument("--venue", choices=VENUES, default="binance",
+                   help="the venue whose public REST and websocket protocol it speaks (default binance)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--synthetic", action="store_true", help="an endless seeded stochastic market")
     src.add_argument("--replay", type=Path, metavar="REC", help="play a Helios recording")
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     faults = parse_faults(args.faults)
     source = build_source(args)
     server = ExchangeServer(source, host=args.host, port=args.port, faults=faults,
-                            ping_interval_s=args.ping_interval)
+                            ping_interval_s=args.ping_interval, venue=args.venue)
 
     async def main() -> None:
         try:

@@ -38,6 +38,18 @@ def importer_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def import_summary(stats: ImportStats) -> list[str]:
+    """The importer's counters as ``helios import`` and ``helios inspect --format`` print them: checksums
+    verified (Kraken, OKX, Bitget; a mismatch is a skip with its reason) and each kind of skip with its
+    first place."""
+    lines: list[str] = []
+    if stats.checksums_verified:
+        lines.append(f"checksums verified: {stats.checksums_verified}")
+    for reason, count in sorted(stats.skipped.items()):
+        lines.append(f"skipped {count} x {reason} (first at {stats.first_skip[reason]})")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from helios_orderflow.recording.writer import RecordingWriter
 
@@ -50,9 +62,6 @@ def run(args: argparse.Namespace) -> int:
         n = writer.events_written
     took = time.monotonic() - t0
     print(f"imported {n} events from {len(args.src)} file(s) into {args.out} in {took:.1f}s")
-    if stats.checksums_verified:
-        print(f"checksums verified: {stats.checksums_verified}")
-    if stats.skipped:
-        for reason, count in sorted(stats.skipped.items()):
-            print(f"skipped {count} x {reason} (first at {stats.first_skip[reason]})")
+    for line in import_summary(stats):
+        print(line)
     return 0

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.freqtrade.config_template import EXCHANGES, LOCAL_EXCHANGE_PORT, InitOptions, build_config
@@ -36,8 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--exchange",
         choices=EXCHANGES,
         default="binance",
-        help="binance (spot), binanceusdm (USD-M futures) or local (Helios' exchange emulator, dry-run only)",
+        help="the venue's ccxt id: binance, bybit, okx, gate, kucoin (spot; --futures for perpetuals), "
+             "binanceusdm (Binance USD-M futures) or local (Helios' exchange emulator, dry-run only)",
     )
+    p.add_argument("--futures", action="store_true",
+                   help="USDT-margined perpetuals (BTC/USDT:USDT) on binance, bybit or okx instead of spot")
+    p.add_argument("--local-venue", default="binance", choices=("binance", "bybit", "okx", "gate", "kucoin"),
+                   help="the protocol the local exchange speaks (helios exchange --venue) for --exchange local")
     p.add_argument(
         "--pairs",
         nargs="+",
@@ -103,6 +109,16 @@ def write_private_file(path: Path, text: str, *, force: bool) -> None:
         raise
 
 
+def _local_ccxt_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ccxt config of a local exchange speaking a venue other than Binance (its dialect's)."""
+    if args.exchange != "local" or args.local_venue == "binance":
+        return None
+    from helios_orderflow.emulator.dialects import dialect_class
+
+    market = "linear" if args.futures else "spot"
+    return dialect_class(args.local_venue).ccxt_config(f"http://{args.local_host}:{args.local_port}", market)
+
+
 def run(args: argparse.Namespace) -> int:
     # Anything a library logs from here on cannot show the keys already in the environment.
     install_redaction(secret_values_from_config(None, os.environ))
@@ -114,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         api_server=args.api_server,
         local_host=args.local_host,
         local_port=args.local_port,
+        perpetuals=args.futures,
+        local_venue=args.local_venue,
+        local_ccxt_config=_local_ccxt_config(args),
     )
     credentials = ApiServerCredentials.generate()
     install_redaction(credentials.values())
@@ -123,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
     log.debug("wrote %s with mode %o", path, FILE_MODE)
 
     mode = "dry-run" if options.dry_run else "LIVE"
-    market = {"binance": "Binance spot", "binanceusdm": "Binance USD-M futures"}.get(
-        options.exchange, f"local exchange at http://{options.local_host}:{options.local_port}"
-    )
+    kind = "perpetuals" if options.futures else "spot"
+    market = (f"local exchange at http://{options.local_host}:{options.local_port} speaking {options.venue}, {kind}"
+              if options.exchange == "local" else f"{options.venue} {kind}")
     pairs = ", ".join(config["exchange"]["pair_whitelist"])
     print(f"wrote {path} (mode 0600): {market}, {mode}, pairs {pairs}")
     if options.api_server:
@@ -136,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("API server: disabled (secrets generated anyway; set api_server.enabled to true to use it)")
     if options.exchange == "local":
-        print("start the local exchange first: helios exchange --synthetic")
+        print(f"start the local exchange first: helios exchange --synthetic --venue {options.venue}")
     elif not options.dry_run:
         print(
             "exchange keys are not in the file: export FREQTRADE__EXCHANGE__KEY and FREQTRADE__EXCHANGE__SECRET "

@@ -1,15 +1,17 @@
 """``helios inspect DIR [--json]``: rebuild books from a recording (or straight from source files with
-``--format``) and report sequence gaps, crossed books, best bid/offer checks, duplicate and out-of-order trade
-ids, and taker volumes."""
+``--format``) and report sequence gaps, declared gaps (checksum mismatches among them), crossed books, best
+bid/offer checks, duplicate and out-of-order trade ids, and taker volumes. With ``--format`` the importer's own
+counters follow, as ``helios import`` prints them (checksums verified, what was skipped)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from helios_orderflow.cli.commands.import_data import importer_options
+from helios_orderflow.cli.commands.import_data import import_summary, importer_options
 from helios_orderflow.importers import FORMATS, ImportStats, iter_import
 from helios_orderflow.recording.audit import StreamReport, inspect_events
 
@@ -52,14 +54,18 @@ def format_report(r: StreamReport) -> str:
         lines.append(f"  first mismatch: {r.first_mismatch}")
     if r.last_gap:
         lines.append(f"  last gap: {r.last_gap}")
+    if r.last_declared_gap:
+        lines.append(f"  last declared gap: {r.last_declared_gap}")
     if r.first_duplicate:
         lines.append(f"  first duplicate: {r.first_duplicate}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    stats: ImportStats | None = None
     if args.format:
-        events = iter_import(args.format, args.src, stats=ImportStats(), **importer_options(args))
+        stats = ImportStats()
+        events = iter_import(args.format, args.src, stats=stats, **importer_options(args))
         reports = inspect_events(events)
     else:
         from helios_orderflow.recording.reader import read_events
@@ -74,4 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print("no events found")
         for r in reports.values():
             print(format_report(r))
+    if stats is not None:
+        # After the JSON, on stderr, so that the JSON stays the same whether read from a recording or a source.
+        for line in import_summary(stats):
+            print(line, file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -1,5 +1,6 @@
-"""Live feed load from the local exchange, through the real ccxt.pro binance client, the engine,
-SharedState and the recorder, at two loads:
+"""Live feed load from the local exchange, through the real ccxt.pro client, the engine, SharedState and the
+recorder, at two loads on Binance, and the heavier one on OKX and Bybit too (``feed_okx_*``, ``feed_bybit_*``:
+the same 20 pairs in those venues' protocols, through ``ccxt.pro.okx`` / ``ccxt.pro.bybit``):
 
 - the issue's load (figures ``feed_*``): 20 pairs x 10 messages/s, i.e. every pair's ``@depth@100ms``
   diff stream (200 messages/s), with default settings, for 10 minutes after a 3-minute warm-up;
@@ -57,7 +58,8 @@ import numpy as np
 
 from helios_orderflow.book.diff import BookDiffer
 from helios_orderflow.core.settings import HeliosSettings
-from helios_orderflow.core.symbols import binance_wire
+from helios_orderflow.emulator.dialects import dialect_class
+from helios_orderflow.emulator.instruments import instrument
 from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live.feed import Feed
 from helios_orderflow.live.state import PairSnapshot, SharedState
@@ -160,7 +162,8 @@ class _Receipts:
 class _Timing:
     """Frame arrival stamps per pair and the delays to their publication (feed thread only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, venue: str = "binance") -> None:
+        self.venue = venue
         self.receipts = _Receipts()
         self.book_pending: dict[str, int] = {}
         self.book_handled: dict[str, int] = {}
@@ -172,23 +175,22 @@ class _Timing:
         self.process_ms = _Samples()
         self.trade_ms = _Samples()
         self.recording = False
-        self.by_wire = {binance_wire(s).lower(): s for s in SYMBOLS}
+        wire = dialect_class(venue).wire
+        self.by_wire = {wire(instrument(s)).lower(): s for s in SYMBOLS}
 
     def on_frame(self, client: Any, message: Any) -> None:
-        data = message.get("data", message) if isinstance(message, dict) else None
-        if not isinstance(data, dict):
-            return
-        kind = data.get("e")
-        symbol = self.by_wire.get(str(data.get("s", "")).lower())
+        kind, wire = _classify(self.venue, message)
+        symbol = self.by_wire.get(wire.lower()) if kind else None
         if symbol is None:
             return
         now = time.perf_counter_ns()
         received = self.receipts.of(client) or now
-        if kind == "depthUpdate":
+        if kind == "book":
             self.book_pending.setdefault(symbol, received)
             self.book_handled.setdefault(symbol, now)
         elif kind == "trade":
             self.trade_pending.setdefault(symbol, received)
+
 
     def on_publish(self, old: PairSnapshot | None, new: PairSnapshot) -> None:
         now = time.perf_counter_ns()
@@ -207,6 +209,27 @@ class _Timing:
             t = self.trade_pending.pop(s, None)
             if t is not None and self.recording:
                 self.trade_ms.append((now - t) / 1e6)
+
+
+def _classify(venue: str, message: Any) -> tuple[str, str]:
+    """("book" or "trade" or "", the venue's symbol name) of one parsed websocket message."""
+    if not isinstance(message, dict):
+        return "", ""
+    if venue == "okx":
+        arg = message.get("arg")
+        if not isinstance(arg, dict) or "data" not in message:
+            return "", ""
+        kind = {"books": "book", "trades": "trade"}.get(str(arg.get("channel")), "")
+        return kind, str(arg.get("instId", ""))
+    if venue == "bybit":
+        topic = str(message.get("topic", ""))
+        kind = "book" if topic.startswith("orderbook.") else "trade" if topic.startswith("publicTrade.") else ""
+        return kind, topic.rpartition(".")[2]
+    data = message.get("data", message)
+    if not isinstance(data, dict):
+        return "", ""
+    kind = {"depthUpdate": "book", "trade": "trade"}.get(str(data.get("e")), "")
+    return kind, str(data.get("s", ""))
 
 
 class _TimedState(SharedState):
@@ -280,17 +303,19 @@ def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float])
     out["healthy_us"] = t_health / max(n, 1) * 1e6
 
 
-def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float) -> dict[str, Any]:
-    """Run the feed on 20 pairs against the exchange subprocess; the raw figures of one load."""
-    timing = _Timing()
+def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float,
+             venue: str = "binance") -> dict[str, Any]:
+    """Run the feed on 20 pairs against the exchange subprocess speaking ``venue``; the raw figures of one load."""
+    timing = _Timing(venue)
     with tempfile.TemporaryDirectory(prefix="helios-bench-feed-") as tmp, _time_observations(timing):
-        proc = start_subprocess(["--synthetic", "--seed", "7", "--warm-up-minutes", str(WARM_UP_MINUTES),
-                                 "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
+        proc = start_subprocess(["--synthetic", "--venue", venue, "--seed", "7", "--warm-up-minutes",
+                                 str(WARM_UP_MINUTES), "--symbols", *SYMBOLS], Path(tmp) / "exchange.log")
         try:
             settings = HeliosSettings.from_dict({"feed": feed_settings})
-            state = _TimedState("binance", SYMBOLS, settings.health)
+            exchange_id = dialect_class(venue).ccxt_id("spot")
+            state = _TimedState(exchange_id, SYMBOLS, settings.health)
             state.timing = timing
-            feed = Feed("binance", SYMBOLS, settings, ccxt_config=proc.ccxt_config(), record_to=Path(tmp) / "rec",
+            feed = Feed(exchange_id, SYMBOLS, settings, ccxt_config=proc.ccxt_config(), record_to=Path(tmp) / "rec",
                         state=state, on_exchange=_instrument(timing))
             feed.start()
             try:
@@ -365,6 +390,20 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
     spec = _measure({"trades": False, "bbo": False}, *((10.0, 40.0) if quick else (180.0, 600.0)))
     full = _measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)))
     t, f = spec["timing"], full["timing"]
+    venues: dict[str, float | int | str] = {}
+    for venue in ("okx", "bybit"):
+        v = _measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)), venue=venue)
+        vt = v["timing"]
+        venues.update({
+            f"feed_{venue}_pairs_healthy_at_end": v["healthy"],
+            f"feed_{venue}_events_per_s": v["events_per_s"],
+            f"feed_{venue}_book_p50_ms": _quantile(vt.book_ms, 0.5),
+            f"feed_{venue}_book_p99_ms": _quantile(vt.book_ms, 0.99),
+            f"feed_{venue}_trade_p99_ms": _quantile(vt.trade_ms, 0.99),
+            f"feed_{venue}_cpu_cores": v["cpu_cores"],
+            f"feed_{venue}_rss_slope_mb_per_min": v["rss_slope"],
+            f"feed_{venue}_rss_minute_peaks_growth_pct": v["rss_peak_growth"],
+        })
     return {
         "state_read_us": spec["reads"].get("get_us", float("nan")),
         "state_healthy_us": spec["reads"].get("healthy_us", float("nan")),
@@ -396,4 +435,5 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_full_trade_p99_ms": _quantile(f.trade_ms, 0.99),
         "feed_full_cpu_cores": full["cpu_cores"],
         "feed_full_rss_slope_mb_per_min": full["rss_slope"],
+        **venues,
     }

@@ -1,11 +1,11 @@
-"""REST side of the local exchange: Binance spot ``/api/v3`` and USD-M futures ``/fapi`` public market data,
+"""Binance's REST API on the local exchange: spot ``/api/v3`` and USD-M futures ``/fapi`` public market data,
 in Binance's JSON shapes (the fields ccxt's ``binance.py`` reads).
 
 Spot: ``ping``, ``time``, ``exchangeInfo``, ``depth`` (limit <= 5000), ``klines``/``uiKlines``, ``ticker/24hr``,
 ``ticker/bookTicker``, ``ticker/price``, ``avgPrice``, ``trades``, ``historicalTrades``, ``aggTrades``.
 Futures (``/fapi/v1``, ``/fapi/v2`` for prices): the same plus ``premiumIndex``, ``fundingRate``,
 ``markPriceKlines``, ``indexPriceKlines``, ``openInterest``. Errors use Binance's ``{"code", "msg"}`` bodies.
-Also ``/helios/state`` (the server's book and counters, for tests). Handlers read the market, clock, faults
+Handlers read the market, clock, faults
 and log from ``request.app[APP_KEY]`` (``app.MarketApp``), never from the server module.
 """
 
@@ -18,6 +18,8 @@ from aiohttp import web
 
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.emulator.app import APP_KEY, MarketApp, dumps
+from helios_orderflow.emulator.dialects.base import DIALECT_KEY
+from helios_orderflow.emulator.hub import is_upgrade
 from helios_orderflow.emulator.klines import MINUTE_MS
 from helios_orderflow.emulator.market import MarketState
 
@@ -387,24 +389,8 @@ async def open_interest(request: web.Request) -> web.Response:
     return _json({"openInterest": "10000.000", "symbol": st.inst.wire, "time": st.last_ts_ms})
 
 
-async def debug_state(request: web.Request) -> web.Response:
-    """``/helios/state?symbol=BTC/USDT&limit=100``: the server's book and trade counters (for tests)."""
-    app = request.app[APP_KEY]
-    symbol = request.query.get("symbol", "")
-    try:
-        st = app.state(symbol)
-    except KeyError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
-    limit = int(request.query.get("limit", "100"))
-    bids, asks = st.top_floats(limit)
-    return web.json_response({
-        "symbol": symbol, "lastUpdateId": st.last_update_id, "bids": bids, "asks": asks,
-        "next_trade_id": st.next_trade_id, "faults": app.faults.counts, "frozen": app.frozen,
-    })
-
-
 def routes() -> list[web.RouteDef]:
-    """Every REST route (spot, USD-M futures and ``/helios/state``)."""
+    """Every REST route (spot and USD-M futures)."""
     spot = {
         "ping": ping, "time": server_time, "exchangeInfo": exchange_info, "depth": depth, "klines": klines,
         "uiKlines": klines, "ticker/24hr": ticker_24hr, "ticker/bookTicker": book_ticker,
@@ -421,24 +407,18 @@ def routes() -> list[web.RouteDef]:
     out = [web.get(f"/api/v3/{name}", h) for name, h in spot.items()]
     out += [web.get(f"/fapi/v1/{name}", h) for name, h in fapi.items()]
     out += [web.get("/fapi/v2/ticker/price", ticker_price), web.get("/fapi/v2/exchangeInfo", exchange_info)]
-    out.append(web.get("/helios/state", debug_state))
     return out
 
 
 @web.middleware
 async def binance_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Binance error bodies and the REST faults (429, 5xx)."""
-    app = request.app[APP_KEY]
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        app.log.rest_requests += 1
-        app.log.rest_by_path[request.path] = app.log.rest_by_path.get(request.path, 0) + 1
-        elapsed = app.elapsed_s()
-        endpoint = request.path
-        faults = app.faults
-        if faults.fires("rest429", endpoint, elapsed):
+    if not is_upgrade(request):
+        fault = request.app[DIALECT_KEY].rest_fault(request)
+        if fault == "rest429":
             return _json({"code": -1003, "msg": "Too many requests; current limit of IP is 6000 requests per minute."},
                          status=429, headers={"Retry-After": "1"})
-        if faults.fires("rest5xx", endpoint, elapsed):
+        if fault == "rest5xx":
             return _json({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
                          status=503)
     try:

@@ -1,0 +1,240 @@
+"""One fault of the local exchange against the live feed, on any venue dialect (tests/test_feed_faults.py for
+Binance, tests/test_venue_feed_faults.py for the others).
+
+``run_fault`` syncs the feed, lets the fault start (``after``), waits until every pair's health shows it, clears
+the fault and measures the resync; ``check_fault`` then asserts (1) both pairs healthy again within 2 s, (2)
+every book state the feed recorded, before, during and after the fault, equals the exchange's own book at that
+update id (top 100 levels, exact; on a venue whose ccxt book carries no id, the final book only), (3) no gap
+after the resync, and (4) nothing raised into the caller (``errors`` collects thread exceptions and asyncio
+error logs; several runs may share it when they run at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot, FeedGap
+from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.emulator import ServerHandle, SyntheticSource, parse_faults, start_in_thread
+from helios_orderflow.emulator.dialects import dialect_class
+from helios_orderflow.live.feed import Feed
+from helios_orderflow.live.health import PairHealth
+from helios_orderflow.recording.reader import read_events
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+AFTER_S = 2.0
+#: Levels compared per recorded book. KuCoin: a keyless ccxt client starts from the public 100-level snapshot,
+#: so a level deeper than that which no message touched since is missing when the price comes to it; the top
+#: 20 stays exact (tests/test_venue_kucoin.py measures it).
+COMPARED_DEPTH = {"kucoin": 20}
+
+
+def _gaps(h: PairHealth) -> bool:
+    return h.gaps >= 1 and h.resyncs >= 1
+
+
+def _reconnects(text: str) -> Callable[[PairHealth], bool]:
+    return lambda h: h.reconnects >= 1 and text in " ".join(filter(None, [h.last_error]))
+
+
+def _clean(h: PairHealth) -> bool:
+    return h.trades > 0 and h.book_updates > 40
+
+
+# fault -> (spec, what health must show, whether the pair must have been unhealthy meanwhile). The texts are
+# Binance's (ccxt's binance error messages); other venues check the counters only (see ``expectation``).
+FAULTS: dict[str, tuple[str, Callable[[PairHealth], bool], bool]] = {
+    "drop": ("drop=1/25", _gaps, True),
+    "reorder": ("reorder=1/25", _gaps, True),
+    "gap": ("gap=1/25", _gaps, True),
+    "stale": ("stale=1/1,gap=1/25", lambda h: h.gaps >= 2, True),
+    "rest429": ("rest429=1/1,gap=1/25", _reconnects("429"), True),
+    "rest5xx": ("rest5xx=1/1,gap=1/25", _reconnects("-1001"), True),
+    "crossed": ("crossed=1/20", lambda h: h.crossed_books >= 1, True),
+    "malformed": ("malformed=1/25", _reconnects("could not be handled"), True),
+    "disconnect": ("disconnect=2", _reconnects("Connection closed"), True),
+    "noping": ("noping=2", _reconnects("ping-pong"), True),
+    "dup": ("dup=1/4", _clean, False),
+    "checksum": ("checksum=1/25", lambda h: _gaps(h) and "checksum" in (h.last_error or ""), True),
+}
+
+
+def expectation(venue: str, fault: str) -> tuple[str, Callable[[PairHealth], bool], bool]:
+    """What ``fault`` must show on ``venue``'s feed."""
+    spec, shows, breaks = FAULTS[fault]
+    if venue == "binance":
+        return spec, shows, breaks
+    if fault in ("rest429", "rest5xx", "disconnect", "noping"):
+        shows = _reconnects("")  # the venue's own error text
+    if fault == "rest429":
+        # ccxt's clients other than Binance's wait out a 429 before they retry; answered on every request, the
+        # resync would only wait: every other request is refused instead, which still shows in health
+        spec = "rest429=1/2,gap=1/25"
+    if fault == "dup" and venue == "okx":
+        # A message sent twice breaks OKX's chain (its prevSeqId is not the book's seqId): the client resyncs, as
+        # it would on OKX. Elsewhere the ids say it is a repeat (Binance u, Gate u, Bybit u, KuCoin sequenceEnd
+        # not above the book's), and it is skipped.
+        return spec, _gaps, True
+    return spec, shows, breaks
+
+
+#: Faults not run on a venue's feed yet, and why (an open problem, said in docs/venues.md).
+NOT_YET = {
+    ("kucoin", "rest429"): "every other REST request refused (bullet-public token and snapshot): the feed showed no "
+                           "reconnect within 30 s; ccxt alone raises (tests/test_venue_kucoin.py); not diagnosed",
+    ("kucoin", "rest5xx"): "as rest429",
+}
+
+
+def applicable(venue: str) -> list[str]:
+    """The faults that can show on ``venue`` (a dialect lists those it cannot, e.g. ``stale`` where the book
+    starts from a websocket snapshot, ``checksum`` where the venue sends none), less ``NOT_YET``."""
+    skip = set(dialect_class(venue).unsupported_faults) | {f for v, f in NOT_YET if v == venue}
+    return [f for f in FAULTS if f not in skip and (f != "checksum" or venue == "okx")]
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, every: Callable[[], None] | None = None) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if every is not None:
+            every()
+        if cond():
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@dataclass
+class FaultRun:
+    venue: str
+    fault: str
+    exchange: ServerHandle
+    plan: Any
+    rec: Path
+    took: float = 0.0
+    breaks_book: bool = True
+    unhealthy_during: dict[str, int] = field(default_factory=dict)
+    health: dict[str, PairHealth] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+    cleared_us: int = 0
+
+
+def run_fault(venue: str, fault: str, tmp_path: Path, seed: int = 5) -> FaultRun:
+    """Run ``fault`` against a feed of ``venue`` (see the module doc); the caller checks and stops the exchange."""
+    spec, shows, breaks_book = expectation(venue, fault)
+    plan = parse_faults(f"{spec},after={AFTER_S},seed=3")
+    # KuCoin's clients ping at the interval its bullet-public token names (the server's, at most 18 s), not at
+    # ccxt's keepAlive: a short one lets the noping fault show within the test's wait.
+    ping_s = 1.0 if venue == "kucoin" and fault == "noping" else 20.0
+    exchange = start_in_thread(SyntheticSource(SYMBOLS, seed=seed), faults=plan, record=True, record_depth=100,
+                               record_history=100_000, venue=venue, ping_interval_s=ping_s)
+    run = FaultRun(venue, fault, exchange, plan, tmp_path / "rec", breaks_book=breaks_book,
+                   unhealthy_during=dict.fromkeys(SYMBOLS, 0))
+    # A short backoff cap so recovery is quick to observe. The keepalive is short only where it is the detector
+    # (noping): at 0.5 s a one-second stall of a loaded CI machine drops every link and resyncs again after the
+    # fault cleared, which is a test artefact, not the fault under test.
+    keepalive_s = 0.5 if fault == "noping" else 5.0
+    settings = HeliosSettings.from_dict({"feed": {"backoff_max_s": 1.0, "ws_keepalive_s": keepalive_s}})
+    feed = Feed(venue, SYMBOLS, settings, ccxt_config=exchange.ccxt_config(), record_to=run.rec)
+    unhealthy = run.unhealthy_during
+    try:
+        feed.start()
+        wait_for(lambda: all(feed.state.is_healthy(s) for s in SYMBOLS), 30, f"{venue}: both pairs healthy")
+
+        def poll() -> None:
+            if exchange.server.elapsed_s() > AFTER_S:
+                for s in SYMBOLS:
+                    unhealthy[s] += not feed.state.is_healthy(s)
+
+        if breaks_book:
+            # Sampling alone can miss a resync quicker than the poll on a busy machine: every health record the
+            # feed publishes after the fault starts counts too (the feed thread calls this, in order).
+            publish = feed.state.publish
+
+            def publish_and_count(snap: Any) -> None:
+                if exchange.server.elapsed_s() > AFTER_S and not snap.health.is_healthy(
+                        feed.state.clock(), feed.state.health_settings):
+                    unhealthy[snap.symbol] += 1
+                publish(snap)
+
+            feed.state.publish = publish_and_count  # type: ignore[method-assign]
+
+        wait_for(lambda: all(shows(feed.state.get(s).health) for s in SYMBOLS), 30,
+                 f"{venue}: health to show the {fault} fault", every=poll)
+        if fault == "dup" and not breaks_book:
+            wait_for(lambda: plan.counts.get("dup", 0) >= 10, 20, "ten duplicated diffs")
+        exchange.call(lambda: setattr(plan, "after_s", 1e12))  # the fault clears
+        run.cleared_us = time.time_ns() // 1000
+        run.took = wait_for(lambda: all(feed.state.is_healthy(s) and feed.state.get(s).health.in_sync
+                                        for s in SYMBOLS), 10, f"{venue}: both pairs healthy after the fault cleared")
+        # Twenty more book updates (2 s of diffs), so the check sees the resynced book run on; a fixed sleep saw
+        # too few on a loaded machine.
+        resumed = {s: feed.state.get(s).health.book_updates for s in SYMBOLS}
+        wait_for(lambda: all(feed.state.get(s).health.book_updates >= resumed[s] + 20 for s in SYMBOLS), 15,
+                 "twenty book updates after the resync")
+        exchange.freeze()
+        run.final = {s: exchange.book(s, 100) for s in SYMBOLS}
+        wait_for(lambda: all(feed.state.get(s).best_bid == run.final[s][1][0][0] for s in SYMBOLS), 5,
+                 "the feed to publish the final book")
+        run.health = {s: feed.state.get(s).health for s in SYMBOLS}
+    except BaseException:
+        feed.stop()
+        exchange.stop()
+        raise
+    feed.stop()
+    return run
+
+
+def check_fault(run: FaultRun) -> None:
+    """The assertions of the module doc (all but (4), which the caller makes over every run at once)."""
+    fault, exchange = run.fault, run.exchange
+    assert run.took <= 2.0, f"{run.venue} {fault}: resynced {run.took:.2f} s after the fault cleared"
+    if fault != "noping":  # the exchange counts every fault it fired but noping (a state, not an event)
+        assert run.plan.counts.get(fault, 0) >= 1
+    for s in SYMBOLS:
+        if run.breaks_book:
+            assert run.unhealthy_during[s] > 0, f"{run.venue} {s}: health never showed the {fault} fault"
+        else:
+            h = run.health[s]
+            assert run.unhealthy_during[s] == 0 and h.errors == 0 and h.gaps == 0
+
+    # Every book state recorded equals the exchange's book at that update id; no gap after the resync.
+    syncs = {s: BookSync() for s in SYMBOLS}
+    compared = dict.fromkeys(SYMBOLS, 0)
+    last_gap_us = dict.fromkeys(SYMBOLS, 0)
+    resynced_us = dict.fromkeys(SYMBOLS, 0)
+    for ev in read_events(run.rec):
+        sync = syncs[ev.symbol]
+        if isinstance(ev, FeedGap):
+            last_gap_us[ev.symbol] = ev.local_ts_us
+            continue
+        if isinstance(ev, BookSnapshot):
+            sync.on_snapshot(ev)
+            resynced_us[ev.symbol] = ev.local_ts_us
+        elif isinstance(ev, BookDelta):
+            assert sync.on_delta(ev).value == "applied"
+        else:
+            continue
+        if sync.book.update_id == NO_ID:
+            continue  # the venue's ccxt book carries no id (Bybit): the final book is compared below
+        server = exchange.book_at(ev.symbol, sync.book.update_id)
+        assert server is not None, f"{ev.symbol}: no exchange book at update id {sync.book.update_id}"
+        n = COMPARED_DEPTH.get(run.venue, 100)
+        assert [list(x) for x in sync.book.bids.top(n)] == server[0][:n], f"{ev.symbol} bids at {sync.book.update_id}"
+        assert [list(x) for x in sync.book.asks.top(n)] == server[1][:n], f"{ev.symbol} asks at {sync.book.update_id}"
+        compared[ev.symbol] += 1
+    for s in SYMBOLS:
+        last_id, bids, asks = run.final[s]
+        if run.venue != "bybit":
+            assert compared[s] >= 20
+            assert syncs[s].book.update_id == last_id
+        assert last_gap_us[s] <= resynced_us[s], f"{s}: a gap after the last resync"
+        assert max(resynced_us[s], run.cleared_us) - run.cleared_us <= 2_000_000
+        depth = min(COMPARED_DEPTH.get(run.venue, 100), len(bids), len(asks))
+        assert [list(x) for x in syncs[s].book.bids.top(depth)] == bids[:depth]
+        assert [list(x) for x in syncs[s].book.asks.top(depth)] == asks[:depth]

@@ -1,0 +1,880 @@
+"""The local exchange speaks Bybit v5 (spot and USDT linear perpetuals) as the real ccxt.pro ``bybit`` client,
+Helios' live feed and Freqtrade read it.
+
+How a ccxt book is matched to the server's book: ccxt's Bybit book carries no update id (ccxt 4.5.90 sets no
+nonce), so ``follow_books`` of ``exchange_fixtures`` cannot match by nonce. It carries the ``ts`` of the last
+message it applied as its ``timestamp``, and the server steps the market every 100 ms at a distinct ``ts``;
+the dialect records, for every step, the ``u`` of ``orderbook.50`` at that ``ts`` (``Bybit.u_at``), and
+``book_at`` is keyed by that ``u``. So each observed book is compared with ``book_at(sym, u_at(sym,
+timestamp))``: exact, per update, with no freezing. Only the top 50 levels are compared: ccxt subscribes
+``orderbook.50`` by default, Bybit sends the top 50 only, and a step that changed only levels below the
+50th sends nothing on the topic (its ``u`` stays, and the server's top 100 recorded under that ``u`` moves
+on below level 50). Deeper topics (the feed's ``orderbook.1000``) are compared by freezing the market and
+converging (``converge_bybit``: the book's ``timestamp`` equals the topic's last push, then the whole book).
+
+ccxt applies Bybit deltas without checking ``u``; the clients here run with Helios' frame guard and
+``live/bybit_book_check`` (as the feed does) unless a test shows what ccxt alone does. The check runs after
+ccxt handled a frame, so the one book ccxt resolves from a frame whose ``u`` jumped is wrong: it is
+counted as ``flagged`` (its connection failed right after it), never compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import ccxt.pro as ccxtpro
+import pytest
+import requests
+
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap, Trade
+from helios_orderflow.core.settings import FeedSettings, HeliosSettings
+from helios_orderflow.emulator import ServerHandle
+from helios_orderflow.emulator.dialects.bybit import Bybit, trade_number
+from helios_orderflow.emulator.process import start_subprocess
+from helios_orderflow.live.bybit_book_check import check
+from helios_orderflow.live.ccxt_edge import guard_frames
+from helios_orderflow.live.feed import Feed
+from helios_orderflow.live.venue_checks import frame_check
+from helios_orderflow.recording.reader import read_events
+from tests._signals import interruptible
+from tests.exchange_fixtures import ccxt_client, synthetic_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+SPOT = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+LINEAR = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
+DEPTH = 50  # ccxt's default Bybit book depth, and what is compared per update
+STALL_S = 3.0
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def bybit_server(symbols: list[str], seed: int = 1, faults: str | None = None, **kw: Any) -> Iterator[ServerHandle]:
+    with synthetic_server(symbols, seed=seed, faults=faults, venue="bybit", **kw) as handle:
+        yield handle
+
+
+def dialect(handle: ServerHandle) -> Bybit:
+    d = handle.server.dialect
+    assert isinstance(d, Bybit)
+    return d
+
+
+def client(handle: ServerHandle, market: str = "spot", guarded: bool = True, keep_alive_ms: int | None = None,
+           ) -> Any:
+    """The real ccxt.pro bybit client on the local exchange; ``guarded``: with Helios' frame guard and Bybit
+    check, as the live feed runs it."""
+    ex = ccxt_client(handle, market, keep_alive_ms=keep_alive_ms)
+    if guarded:
+        guard_frames(ex, {}, None, frame_check("bybit", ex))
+    return ex
+
+
+def alive(ex: Any, symbol: str) -> bool:
+    """Whether the connection carrying ``symbol``'s book is still up (the check fails it on a broken ``u``)."""
+    return any(c.error is None and f"orderbook:{symbol}" in c.subscriptions for c in (ex.clients or {}).values())
+
+
+def server_book_at_ts(handle: ServerHandle, symbol: str, ts_ms: int) -> tuple[list, list] | None:
+    """The server's book right after the step whose messages carry ``ts`` = ``ts_ms``."""
+    d = dialect(handle)
+
+    def read() -> tuple[list, list] | None:
+        u = d.u_at(symbol, ts_ms)
+        return None if u is None else handle.server.log.books.get(symbol, {}).get(u)
+
+    return handle.call(read)
+
+
+@dataclass
+class Follow:
+    updates: int = 0
+    checks: int = 0  # books compared with the server's book of the same step
+    mismatches: int = 0
+    first_mismatch: str = ""
+    flagged: int = 0  # books whose frame the check failed (u jumped): not compared
+    crossed_seen: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+
+async def follow_bybit_books(ex: Any, handle: ServerHandle, symbols: list[str], seconds: float,
+                             depth: int = DEPTH) -> dict[str, Follow]:
+    """Watch ``symbols`` for ``seconds``; compare every observed book's top ``depth`` with the server's book of
+    the same step (found by the book's ``timestamp``, see the module docstring). Errors are counted and the
+    watch retried, as a feed's loop does."""
+    stats = {s: Follow() for s in symbols}
+    end = time.monotonic() + seconds
+
+    async def one(sym: str) -> None:
+        st = stats[sym]
+        while time.monotonic() < end:
+            left = end - time.monotonic()
+            try:
+                ob = await asyncio.wait_for(ex.watch_order_book(sym), timeout=max(0.1, min(STALL_S, left)))
+            except TimeoutError:
+                if left > STALL_S:
+                    st.errors["Stall"] += 1  # an unguarded ccxt's read loop dies on a malformed frame
+                    await ex.close_ws_clients()
+                continue
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                st.errors["Cancelled"] += 1
+                continue
+            except Exception as exc:  # a feed loop retries every error; the test counts them
+                st.errors[type(exc).__name__] += 1
+                await asyncio.sleep(0.05)
+                continue
+            st.updates += 1
+            bids, asks = ob["bids"][:depth], ob["asks"][:depth]
+            if bids and asks and bids[0][0] >= asks[0][0]:
+                st.crossed_seen += 1
+            if not alive(ex, sym):
+                st.flagged += 1
+                continue
+            server = server_book_at_ts(handle, sym, ob["timestamp"])
+            if server is None:
+                continue
+            st.checks += 1
+            if (bids, asks) != (server[0][:depth], server[1][:depth]):
+                st.mismatches += 1
+                if not st.first_mismatch:
+                    st.first_mismatch = (f"ts {ob['timestamp']}: client {bids[:2]} {asks[:2]} "
+                                         f"server {server[0][:2]} {server[1][:2]}")
+
+    await asyncio.gather(*(one(s) for s in symbols))
+    return stats
+
+
+def freeze_after_a_push(handle: ServerHandle) -> None:
+    """Freeze the market right after a step on which the 200 ms topics (``orderbook.1000``, spot
+    ``orderbook.200``) push: frozen after any other step, they would hold the book of 100 ms before, as Bybit's
+    200 ms topics do until their next push, which a frozen market never brings."""
+    d = dialect(handle)
+
+    def freeze_if_pushed() -> bool:
+        if handle.server.frozen or d.slow_topics_pushed_last():
+            handle.server.freeze()
+            return True
+        return False
+
+    while not handle.call(freeze_if_pushed):
+        time.sleep(0.02)
+
+
+def topic_state(handle: ServerHandle, symbol: str, depth: int) -> tuple[int, list, list]:
+    """(ts of the topic's last push, the server's top ``depth`` bids and asks) on the server's loop."""
+    d = dialect(handle)
+
+    def read() -> tuple[int, list, list]:
+        st = handle.server.state(symbol)
+        bids, asks = st.top_floats(depth)
+        return d.book_topic(st, depth).ts_ms, bids, asks
+
+    return handle.call(read)
+
+
+async def converge_bybit(ex: Any, handle: ServerHandle, symbols: list[str], depth: int = DEPTH,
+                         timeout: float = 20.0) -> dict[str, bool]:
+    """Freeze the market, then call ``watch_order_book`` until ccxt's book has applied the topic's last
+    message (its ``timestamp`` is that message's ``ts``) on a live connection; True per symbol when its top
+    ``depth`` levels then equal the server's exactly. A client stuck behind (its last message lost) is made
+    to subscribe again after 3 tries, as a feed's stall detection would."""
+    freeze_after_a_push(handle)
+    result = {}
+    for sym in symbols:
+        deadline = time.monotonic() + timeout
+        ok, tries = False, 0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ex.watch_order_book(sym, depth if depth != DEPTH else None), timeout=1.0)
+            ob = ex.orderbooks.get(sym) if ex.orderbooks else None
+            ts, bids, asks = topic_state(handle, sym, depth)
+            if ob is not None and ob["timestamp"] == ts and alive(ex, sym):
+                ok = (ob["bids"][:depth], ob["asks"][:depth]) == (bids, asks)
+                break
+            tries += 1
+            if tries % 3 == 0:
+                await ex.close_ws_clients()
+            await asyncio.sleep(0.05)
+        result[sym] = ok
+    return result
+
+
+async def collect_bybit_trades(ex: Any, symbols: list[str], stop: asyncio.Event) -> dict[str, list[int]]:
+    """Every trade ``watch_trades`` returns per symbol until ``stop``, as the market's trade ids (``i``)."""
+    got: dict[str, list[int]] = {s: [] for s in symbols}
+
+    async def one(sym: str) -> None:
+        while not stop.is_set():
+            try:
+                trades = await asyncio.wait_for(ex.watch_trades(sym), timeout=0.5)
+            except TimeoutError:
+                continue
+            got[sym].extend(trade_number(t["id"]) for t in trades)
+
+    await asyncio.gather(*(one(s) for s in symbols))
+    return got
+
+
+def errors_of(stats: dict[str, Follow]) -> Counter:
+    out: Counter = Counter()
+    for s in stats.values():
+        out.update(s.errors)
+    return out
+
+
+def wait_for(cond: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+# ---- REST -----------------------------------------------------------------------------------------------------
+def test_ccxt_reads_bybit_markets_books_candles_tickers_and_trades_over_rest():
+    async def run(handle: ServerHandle) -> None:
+        spot, linear = client(handle, "spot", guarded=False), client(handle, "linear", guarded=False)
+        try:
+            markets = await spot.load_markets()
+            assert sorted(markets) == sorted(SPOT[:2])  # only what the local exchange lists: no inverse, option
+            btc = markets["BTC/USDT"]
+            assert (btc["id"], btc["spot"], btc["active"]) == ("BTCUSDT", True, True)
+            assert (btc["precision"]["price"], btc["precision"]["amount"]) == (0.01, 1e-05)
+            assert (btc["limits"]["amount"]["min"], btc["limits"]["cost"]["min"]) == (1e-05, 5.0)
+            perps = await linear.load_markets()
+            assert sorted(perps) == ["BTC/USDT:USDT"]
+            perp = perps["BTC/USDT:USDT"]
+            assert (perp["id"], perp["swap"], perp["linear"], perp["settle"]) == ("BTCUSDT", True, True, "USDT")
+            assert (perp["precision"]["price"], perp["precision"]["amount"], perp["limits"]["cost"]["min"]) == (
+                0.1, 0.001, 100.0)
+            await asyncio.sleep(2.5)  # let trades happen
+            handle.freeze()
+            for ex, sym, limit in ((spot, "BTC/USDT", 200), (linear, "BTC/USDT:USDT", 500)):
+                ob = await ex.fetch_order_book(sym, limit)
+                _, bids, asks = handle.book(sym, limit)
+                assert (ob["bids"], ob["asks"]) == (bids, asks) and len(bids) > 50
+                assert ob["timestamp"] == handle.server.now_ms()
+                candles = await ex.fetch_ohlcv(sym, "1m", limit=250)
+                assert len(candles) == 250 and all(b[0] - a[0] == 60_000 for a, b in itertools.pairwise(candles))
+                assert candles[-1][0] == handle.server.now_ms() // 60_000 * 60_000  # the open candle is now's
+                since = candles[-100][0] + 1  # a mid-candle since: ccxt aligns it up, Bybit goes forward
+                forward = await ex.fetch_ohlcv(sym, "1m", since=since, limit=20)
+                assert [c[0] for c in forward] == [c[0] for c in candles[-99:-79]]
+                five = await ex.fetch_ohlcv(sym, "5m", limit=30)
+                assert len(five) == 30 and all(c[0] % 300_000 == 0 for c in five)
+                ticker = await ex.fetch_ticker(sym)
+                assert (ticker["bid"], ticker["ask"]) == (bids[0][0], asks[0][0])
+                assert ticker["last"] == candles[-1][4]
+                trades = await ex.fetch_trades(sym, limit=10)
+                ids = [trade_number(t["id"]) for t in trades]
+                assert len(ids) == 10 and sorted(ids) == list(range(ids[0], ids[0] + 10))
+                assert ids[-1] == handle.trade_ids(sym)[-1]
+            tickers = await spot.fetch_tickers()
+            assert sorted(tickers) == ["BTC/USDT", "ETH/USDT"]
+            assert await spot.fetch_time() == handle.server.now_ms()  # frozen: the server's clock stands still
+            rates = await linear.fetch_funding_rate_history("BTC/USDT:USDT", limit=3)
+            assert [r["fundingRate"] for r in rates] == [0.0001] * 3
+            assert all(b["timestamp"] - a["timestamp"] == 8 * 3_600_000 for a, b in itertools.pairwise(rates))
+        finally:
+            await spot.close()
+            await linear.close()
+
+    with bybit_server(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT"]) as handle:
+        asyncio.run(run(handle))
+
+
+def test_rest_answers_in_bybit_envelope_pages_linear_instruments_and_refuses_like_bybit():
+    with bybit_server(["BTC/USDT", "BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]) as handle:
+        base = f"{handle.url}/v5/market"
+        get = lambda path, **q: requests.get(f"{base}/{path}", params=q, timeout=5)  # noqa: E731
+        page1 = get("instruments-info", category="linear", limit=2).json()
+        assert (page1["retCode"], page1["retMsg"], page1["retExtInfo"]) == (0, "OK", {})
+        assert [i["symbol"] for i in page1["result"]["list"]] == ["BTCUSDT", "ETHUSDT"]
+        page2 = get("instruments-info", category="linear", limit=2, cursor=page1["result"]["nextPageCursor"]).json()
+        assert [i["symbol"] for i in page2["result"]["list"]] == ["SOLUSDT"]
+        assert page2["result"]["nextPageCursor"] == ""
+        assert get("instruments-info", category="linear", status="PreLaunch").json()["result"]["list"] == []
+        assert get("instruments-info", category="inverse").json()["result"]["list"] == []
+        spot = get("instruments-info", category="spot").json()["result"]["list"]
+        assert [i["symbol"] for i in spot] == ["BTCUSDT"] and spot[0]["priceFilter"] == {"tickSize": "0.01"}
+        book = get("orderbook", category="spot", symbol="BTCUSDT").json()["result"]
+        assert len(book["b"]) == len(book["a"]) == 1  # Bybit spot's default depth
+        assert set(book) == {"s", "b", "a", "ts", "u", "seq", "cts"}
+        klines = get("kline", category="spot", symbol="BTCUSDT", interval="1", limit=3).json()["result"]["list"]
+        assert int(klines[0][0]) > int(klines[1][0]) > int(klines[2][0])  # newest first, as Bybit
+        bad = get("orderbook", category="spot", symbol="NOPEUSDT")
+        assert bad.status_code == 200 and bad.json()["retCode"] == 10001
+        assert get("kline", category="spot", symbol="BTCUSDT", interval="7").json()["retMsg"] == "Invalid period!"
+        assert get("tickers", category="futures").json()["retMsg"] == "Illegal category"
+        assert requests.get(f"{handle.url}/v5/position/list", timeout=5).status_code == 404
+        state = requests.get(f"{handle.url}/helios/state", params={"symbol": "BTC/USDT"}, timeout=5).json()
+        assert state["venue"] == "bybit" and state["lastUpdateId"] == handle.book("BTC/USDT")[0]
+
+
+# ---- the websocket protocol, read raw --------------------------------------------------------------------------
+def apply(book: dict[float, float], levels: list[list[str]]) -> None:
+    for p, q in levels:
+        if float(q) == 0:
+            book.pop(float(p), None)
+        else:
+            book[float(p)] = float(q)
+
+
+def test_websocket_acks_pings_and_sends_top_n_snapshots_and_deltas_numbered_by_u():
+    async def run(handle: ServerHandle) -> tuple[list[dict], dict[str, list[dict]]]:
+        replies: list[dict] = []
+        frames: dict[str, list[dict]] = {}
+
+        def take(d: dict) -> None:
+            (frames.setdefault(d["topic"], []) if "topic" in d else replies).append(d)
+
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"{handle.url}/v5/public/spot") as ws:
+            await ws.send_str(json.dumps({"op": "subscribe", "req_id": "a1", "args": [
+                "orderbook.50.BTCUSDT", "orderbook.1.BTCUSDT", "publicTrade.BTCUSDT", "tickers.BTCUSDT",
+                "kline.1.BTCUSDT"]}))
+            await ws.send_str(json.dumps({"op": "subscribe", "req_id": "a2", "args": ["orderbook.30.BTCUSDT"]}))
+            await ws.send_str(json.dumps({"op": "subscribe", "req_id": "a3", "args": ["orderbook.50.NOPEUSDT"]}))
+            await ws.send_str(json.dumps({"op": "ping", "req_id": "p1"}))
+            await ws.send_str(json.dumps({"op": "dance"}))
+            end = time.monotonic() + 4.5
+            while time.monotonic() < end:
+                take(json.loads((await ws.receive(timeout=2)).data))
+            handle.freeze()  # no more steps: what follows are the frames already on their way
+            await ws.send_str(json.dumps({"op": "unsubscribe", "req_id": "u1", "args": ["publicTrade.BTCUSDT"]}))
+            while not replies or replies[-1].get("op") != "unsubscribe":
+                take(json.loads((await ws.receive(timeout=2)).data))
+        return replies, frames
+
+    with bybit_server(["BTC/USDT"]) as handle:
+        replies, frames = asyncio.run(run(handle))
+        last_u50, top_bids, top_asks = handle.book("BTC/USDT", 50)
+        ts50 = dialect(handle).book_topic(handle.server.state("BTC/USDT"), 50).ts_ms
+    ack, bad_depth, bad_symbol, pong, invalid, unsub = replies
+    conn_id = ack["conn_id"]
+    assert ack == {"success": True, "ret_msg": "subscribe", "conn_id": conn_id, "req_id": "a1", "op": "subscribe"}
+    assert (bad_depth["success"], bad_depth["ret_msg"]) == (False, "error:handler not found,topic:orderbook.30.BTCUSDT")
+    assert bad_symbol["success"] is False and bad_symbol["req_id"] == "a3"
+    assert pong == {"success": True, "ret_msg": "pong", "conn_id": conn_id, "req_id": "p1", "op": "ping"}
+    assert invalid["success"] is False and invalid["ret_msg"] == "error:invalid op"
+    assert unsub == {"success": True, "ret_msg": "", "conn_id": conn_id, "req_id": "u1", "op": "unsubscribe"}
+
+    book = frames["orderbook.50.BTCUSDT"]
+    assert book[0]["type"] == "snapshot" and all(f["type"] == "delta" for f in book[1:])
+    assert len(book[0]["data"]["b"]) == len(book[0]["data"]["a"]) == 50
+    assert len(book) >= 30  # ~10 a second
+    assert all(b["data"]["u"] == a["data"]["u"] + 1 for a, b in itertools.pairwise(book))
+    assert all(b["data"]["seq"] > a["data"]["seq"] for a, b in itertools.pairwise(book))
+    assert set(book[1]) == {"topic", "type", "ts", "data", "cts"} and set(book[1]["data"]) == {"s", "b", "a", "u",
+                                                                                                 "seq"}
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for f in book:  # the snapshot plus the deltas hold exactly the server's top 50, never more
+        apply(bids, f["data"]["b"])
+        apply(asks, f["data"]["a"])
+        assert len(bids) <= 50 and len(asks) <= 50
+    assert (book[-1]["data"]["u"], book[-1]["ts"]) == (last_u50, ts50)  # every message up to the freeze came
+    assert [list(x) for x in sorted(bids.items(), reverse=True)] == top_bids
+    assert [list(x) for x in sorted(asks.items())] == top_asks
+    level1 = frames["orderbook.1.BTCUSDT"]
+    assert all(f["type"] == "snapshot" and len(f["data"]["b"]) <= 1 for f in level1)  # Bybit: snapshots only
+    trades = [t for f in frames["publicTrade.BTCUSDT"] for t in f["data"]]
+    assert len(trades) >= 5 and all(int(b["i"]) == int(a["i"]) + 1 for a, b in itertools.pairwise(trades))
+    assert set(trades[0]) == {"T", "s", "S", "v", "p", "i", "BT", "RPI", "seq"} and trades[0]["S"] in ("Buy", "Sell")
+    ticker = frames["tickers.BTCUSDT"][0]
+    assert ticker["type"] == "snapshot" and "usdIndexPrice" in ticker["data"] and "bid1Price" not in ticker["data"]
+    k = frames["kline.1.BTCUSDT"][-1]["data"][0]
+    assert k["interval"] == "1" and k["start"] % 60_000 == 0 and k["end"] == k["start"] + 59_999
+
+
+# ---- ccxt follows the books for a minute -----------------------------------------------------------------------
+FOLLOW_S = 60.0
+
+
+@pytest.mark.slow
+def test_ccxt_follows_three_spot_and_three_linear_books_for_a_minute_exactly():
+    """60 s, 3 spot + 3 linear symbols, one ccxt client per market (with Helios' check, which must never
+    fire): every book ccxt resolves equals the server's top 50 of the same step (matched by the book's
+    ``timestamp``, see the module docstring; top 50, not 100, because the topic is ``orderbook.50``), and
+    every trade arrives once and in order.
+
+    Lower bound on checks: the market steps 10 times a second and nearly every step changes the top 50, so
+    60 s give up to 600 books per symbol; at least 300 are required (the watch loop may take two messages in
+    one wake-up, and a step may leave the top 50 as it was)."""
+    markets = {"spot": SPOT, "linear": LINEAR}
+
+    async def run(handle: ServerHandle) -> tuple[dict, dict, dict, dict]:
+        clients = {m: client(handle, m) for m in markets}
+        try:
+            for ex in clients.values():
+                await ex.load_markets()
+            stop = asyncio.Event()
+            trade_tasks = {m: asyncio.ensure_future(collect_bybit_trades(clients[m], syms, stop))
+                           for m, syms in markets.items()}
+            await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
+            followed = await asyncio.gather(*(follow_bybit_books(clients[m], handle, syms, FOLLOW_S - 0.5)
+                                              for m, syms in markets.items()))
+            stats = dict(zip(markets, followed, strict=True))
+            converged = {m: await converge_bybit(clients[m], handle, syms) for m, syms in markets.items()}
+            sent = {s: handle.trade_ids(s) for syms in markets.values() for s in syms}
+            handle.resume()  # trades that arrived while nobody awaited come with the next ones
+            await asyncio.sleep(2.0)
+            stop.set()
+            got = {m: await t for m, t in trade_tasks.items()}
+        finally:
+            for ex in clients.values():
+                await ex.close()
+        return stats, converged, got, sent
+
+    t0 = time.monotonic()
+    with bybit_server(SPOT + LINEAR, seed=9) as handle:
+        stats, converged, got, sent = asyncio.run(run(handle))
+    took = time.monotonic() - t0
+    report = {}
+    for m, symbols in markets.items():
+        for sym in symbols:
+            s = stats[m][sym]
+            assert s.mismatches == 0, (sym, s.first_mismatch)
+            assert s.flagged == 0 and not s.errors, (sym, s.flagged, s.errors)
+            assert s.checks >= FOLLOW_S * 10 / 2, (sym, s.checks)
+            received = got[m][sym]
+            assert len(set(received)) == len(received)  # no trade delivered twice
+            expected = [t for t in sent[sym] if t >= received[0]]
+            assert received[: len(expected)] == expected, (sym, len(received), len(expected))
+            assert len(expected) >= FOLLOW_S * 3, (sym, len(expected))
+            report[sym] = (s.checks, s.mismatches, len(expected))
+        assert converged[m] == {s: True for s in symbols}
+    print(f"\nbybit follow {took:.0f} s: (checks, mismatches, trades) {report}")
+
+
+# ---- faults ---------------------------------------------------------------------------------------------------
+FAULT_SYMS = ["BTC/USDT", "ETH/USDT"]
+
+
+@dataclass
+class FaultRun:
+    guarded: dict[str, Follow]
+    raw: dict[str, Follow]
+    converged: dict[str, bool]
+    counts: dict[str, int]
+    subscriptions: int
+    rest_errors: list[str]
+
+
+async def run_fault(spec: str, seconds: float = 6.0, keep_alive_ms: int | None = None, rest_calls: int = 0,
+                    raw: bool = False) -> FaultRun:
+    """A server with ``spec`` (after 1 s) followed for ``seconds`` by a ccxt client with Helios' check and,
+    with ``raw``, a second one without (ccxt alone); then ``rest_calls`` REST book requests, and the checked
+    client converged on the frozen market."""
+    with bybit_server(FAULT_SYMS, seed=3, faults=f"{spec},after=1") as handle:
+        ex = client(handle, keep_alive_ms=keep_alive_ms)
+        ex_raw = client(handle, guarded=False) if raw else None
+        try:
+            await ex.load_markets()
+            if ex_raw is not None:
+                await ex_raw.load_markets()
+            follows = [follow_bybit_books(ex, handle, FAULT_SYMS, seconds)]
+            if ex_raw is not None:
+                follows.append(follow_bybit_books(ex_raw, handle, FAULT_SYMS, seconds))
+            followed = await asyncio.gather(*follows)
+            rest_errors: list[str] = []
+            for _ in range(rest_calls):
+                try:
+                    await ex.fetch_order_book("BTC/USDT", 50)
+                except Exception as exc:
+                    rest_errors.append(type(exc).__name__)
+            converged = await converge_bybit(ex, handle, FAULT_SYMS)
+            counts = handle.fault_counts()
+            subscriptions = sum(v for k, v in handle.log.subscriptions.items() if k.startswith("orderbook."))
+        finally:
+            await ex.close()
+            if ex_raw is not None:
+                await ex_raw.close()
+    return FaultRun(followed[0], followed[1] if raw else {}, converged, counts, subscriptions, rest_errors)
+
+
+def assert_exact_and_converged(stats: dict[str, Follow], converged: dict[str, bool]) -> None:
+    for sym, s in stats.items():
+        assert s.mismatches == 0, (sym, s.first_mismatch)
+        assert s.checks > 5, sym
+    assert converged == {s: True for s in FAULT_SYMS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["drop", "reorder", "gap"])
+def test_broken_u_sequence_is_silent_in_ccxt_and_caught_by_the_helios_check(kind: str):
+    """ccxt alone applies the deltas around a lost, late or skipped ``u`` and its book goes wrong without an
+    error; with Helios' check every break fails the connection (``ChecksumError``), ccxt subscribes again
+    (a fresh snapshot) and every book not flagged is the server's."""
+    r = asyncio.run(run_fault(f"{kind}=1/15", seconds=7.0, raw=True))
+    print(f"\nbybit {kind}: fired {r.counts[kind]}; checked client {dict(errors_of(r.guarded))}, flagged "
+          f"{sum(s.flagged for s in r.guarded.values())}, checks {sum(s.checks for s in r.guarded.values())}, "
+          f"mismatches 0; ccxt alone: mismatches {sum(s.mismatches for s in r.raw.values())} of "
+          f"{sum(s.checks for s in r.raw.values())}, errors {dict(errors_of(r.raw))}")
+    assert r.counts[kind] >= 4
+    errors = errors_of(r.guarded)
+    assert errors.get("ChecksumError", 0) >= 2, errors  # the check saw the breaks ...
+    assert r.subscriptions >= 2 * len(FAULT_SYMS) + 2  # ... and ccxt re-subscribed (fresh snapshots)
+    assert sum(s.flagged for s in r.guarded.values()) >= 1
+    assert_exact_and_converged(r.guarded, r.converged)
+    # ccxt alone: no error at all, and books that are not the server's
+    assert errors_of(r.raw) == Counter()
+    if kind != "gap":  # a skipped u loses no level: ccxt's book is right, only the sequence said it broke
+        assert sum(s.mismatches for s in r.raw.values()) >= 1
+
+
+@pytest.mark.slow
+def test_a_repeated_delta_changes_nothing_and_is_let_through():
+    r = asyncio.run(run_fault("dup=1/10"))
+    assert r.counts["dup"] >= 4
+    assert errors_of(r.guarded) == Counter()  # the check passes a repeated u: the same absolute sizes again
+    assert r.subscriptions == len(FAULT_SYMS)  # never a resubscription
+    assert_exact_and_converged(r.guarded, r.converged)
+
+
+@pytest.mark.slow
+def test_malformed_frame_fails_the_connection_and_the_book_comes_back():
+    r = asyncio.run(run_fault("malformed=1/20", seconds=8.0))
+    assert r.counts["malformed"] >= 2
+    assert errors_of(r.guarded).get("NetworkError", 0) >= 1  # the guard turns ccxt's parse failure into it
+    assert_exact_and_converged(r.guarded, r.converged)
+
+
+@pytest.mark.slow
+def test_crossed_book_is_seen_by_ccxt_then_uncrossed():
+    r = asyncio.run(run_fault("crossed=1/40", seconds=8.0))
+    assert r.counts["crossed"] >= 2
+    assert sum(s.crossed_seen for s in r.guarded.values()) >= 1
+    assert_exact_and_converged(r.guarded, r.converged)
+
+
+@pytest.mark.slow
+def test_server_disconnects_make_ccxt_raise_subscribe_again_and_converge():
+    r = asyncio.run(run_fault("disconnect=2", seconds=7.0))
+    assert r.counts["disconnect"] >= 2
+    assert errors_of(r.guarded).get("NetworkError", 0) >= 2
+    assert r.subscriptions >= 3 * len(FAULT_SYMS)
+    assert_exact_and_converged(r.guarded, r.converged)
+
+
+@pytest.mark.slow
+def test_unanswered_text_pings_time_the_ccxt_connection_out():
+    r = asyncio.run(run_fault("noping=1.5", seconds=7.0, keep_alive_ms=500))
+    assert errors_of(r.guarded).get("RequestTimeout", 0) >= 1, errors_of(r.guarded)
+    assert_exact_and_converged(r.guarded, r.converged)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "error"), [("rest429=1/2", "RateLimitExceeded"),
+                                               ("rest5xx=1/2", "ExchangeNotAvailable")])
+def test_rest_errors_reach_ccxt_as_its_exception_and_books_still_converge(spec: str, error: str):
+    r = asyncio.run(run_fault(f"{spec},drop=1/30", seconds=5.0, rest_calls=4))
+    assert r.rest_errors == [error, error], r.rest_errors  # every 2nd of 4 orderbook requests
+    assert_exact_and_converged(r.guarded, r.converged)
+
+
+# ---- ccxt keeps one book per symbol: orderbook.1 beside the deep book --------------------------------------
+def test_watching_bids_asks_beside_the_book_overwrites_ccxts_one_book_and_the_check_says_so():
+    """ccxt 4.5.90's ``watch_bids_asks`` subscribes ``orderbook.1`` and ``watch_order_book`` ``orderbook.50``;
+    ``handle_order_book`` writes both into ``ex.orderbooks[symbol]``, and Bybit sends ``orderbook.1`` as
+    snapshots only: each one resets the deep book to one level. Helios' check reports it (so the feed
+    declares it instead of publishing that book); the feed must not watch both (``helios.feed.bbo`` false
+    on Bybit until the runner stops doing it)."""
+
+    async def run(handle: ServerHandle) -> tuple[int, list[str]]:
+        ex = client(handle, guarded=False)
+        problems: list[str] = []
+        try:
+            await ex.load_markets()
+            await ex.watch_order_book("BTC/USDT")
+            one_level = 0
+            end = time.monotonic() + 2.5
+            while time.monotonic() < end:
+                await ex.watch_bids_asks(["BTC/USDT"])
+                one_level += len(ex.orderbooks["BTC/USDT"]["bids"]) == 1
+            # the same frames through the check, as the feed's frame guard runs it
+            ex2 = client(handle, guarded=False)
+            try:
+                async with aiohttp.ClientSession() as session, session.ws_connect(
+                        f"{handle.url}/v5/public/spot") as ws:
+                    await ws.send_str(json.dumps({"op": "subscribe", "args": [
+                        "orderbook.50.BTCUSDT", "orderbook.1.BTCUSDT"]}))
+                    for _ in range(20):
+                        problem = check(ex2, (await ws.receive(timeout=2)).data)
+                        if problem:
+                            problems.append(problem)
+            finally:
+                await ex2.close()
+        finally:
+            await ex.close()
+        return one_level, problems
+
+    with bybit_server(["BTC/USDT"]) as handle:
+        one_level, problems = asyncio.run(run(handle))
+    assert one_level >= 5  # ccxt's BTC/USDT book, which watch_order_book returns, had one level per side
+    assert problems and "both write ccxt's one book of BTCUSDT" in problems[0]
+
+
+# ---- the Helios live feed ----------------------------------------------------------------------------------------
+#: The feed on Bybit runs without the best bid/offer stream: see the test above.
+FEED_SETTINGS = HeliosSettings(feed=FeedSettings(bbo=False))
+FEED_DEPTH = FEED_SETTINGS.feed.book_depth  # 1000: the feed subscribes orderbook.1000
+
+
+def feed_converged(handle: ServerHandle, feed: Feed, ex: Any, symbols: list[str]) -> bool:
+    """On a frozen market: the feed's ccxt book has the topic's last message and equals the server's whole
+    book, and the feed published the same best bid and ask."""
+    for sym in symbols:
+        ts, bids, asks = topic_state(handle, sym, FEED_DEPTH)
+        ob = (ex.orderbooks or {}).get(sym)
+        if ob is None or ob["timestamp"] != ts or (ob["bids"][:], ob["asks"][:]) != (bids, asks):
+            return False
+        published = feed.state.get(sym)
+        if (published.best_bid, published.best_ask) != (bids[0][0], asks[0][0]):
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_feed_runs_healthy_for_20_s_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
+    """``Feed("bybit", 3 pairs)``: healthy throughout 20 s with no gap, error or resync (the check never fires),
+    trades in order; every recorded book state equals the server's top 50 of the same step (by ``ts``), and
+    after freezing, the feed's book is the server's whole book."""
+    boxes: list[Any] = []
+    with bybit_server(SPOT, seed=11, record_history=100_000) as handle:
+        feed = Feed("bybit", SPOT, FEED_SETTINGS, ccxt_config=handle.ccxt_config(), record_to=tmp_path / "rec",
+                    engine=False, on_exchange=boxes.append)
+        feed.start()
+        try:
+            wait_for(lambda: all(feed.state.is_healthy(s) for s in SPOT), 30, "all pairs healthy")
+            unhealthy = 0
+            end = time.monotonic() + 20
+            while time.monotonic() < end:
+                unhealthy += sum(not feed.state.is_healthy(s) for s in SPOT)
+                time.sleep(0.25)
+            freeze_after_a_push(handle)
+            wait_for(lambda: feed_converged(handle, feed, boxes[0], SPOT), 10, "the feed's book = the server's")
+            health = {s: feed.state.get(s).health for s in SPOT}
+        finally:
+            feed.stop()
+        sent = {s: handle.trade_ids(s) for s in SPOT}
+        final = {s: handle.book(s, FEED_DEPTH) for s in SPOT}
+        syncs = {s: BookSync() for s in SPOT}
+        compared: Counter = Counter()
+        trades: dict[str, list[int]] = {s: [] for s in SPOT}
+        for ev in read_events(tmp_path / "rec"):
+            if isinstance(ev, BookSnapshot):
+                syncs[ev.symbol].on_snapshot(ev)
+            elif isinstance(ev, BookDelta):
+                sync = syncs[ev.symbol]
+                sync.on_delta(ev)
+                server = server_book_at_ts(handle, ev.symbol, ev.ts_us // 1000)
+                assert server is not None, ev
+                assert [list(x) for x in sync.book.bids.top(DEPTH)] == server[0][:DEPTH]
+                assert [list(x) for x in sync.book.asks.top(DEPTH)] == server[1][:DEPTH]
+                compared[ev.symbol] += 1
+            elif isinstance(ev, Trade):
+                trades[ev.symbol].append(int(ev.trade_id))
+            elif isinstance(ev, FeedGap):
+                pytest.fail(f"no gap expected without faults: {ev}")
+    assert unhealthy == 0
+    for s in SPOT:
+        h = health[s]
+        assert (h.gaps, h.reconnects, h.resyncs, h.errors) == (0, 0, 0, 0) and h.trades > 0
+        assert compared[s] >= 20 * 5 / 2, (s, compared[s])  # orderbook.1000 comes every 200 ms
+        _, bids, asks = final[s]
+        assert [list(x) for x in syncs[s].book.bids.top(FEED_DEPTH)] == bids
+        assert [list(x) for x in syncs[s].book.asks.top(FEED_DEPTH)] == asks
+        ids = trades[s]
+        first = sent[s].index(ids[0])
+        assert ids == sent[s][first: first + len(ids)] and len(ids) >= 50, (s, len(ids))
+    print(f"\nbybit feed: book states compared {dict(compared)}, trades {({s: len(t) for s, t in trades.items()})}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["drop", "reorder", "gap"])
+def test_feed_declares_a_gap_on_a_broken_u_resyncs_and_is_exact_once_the_fault_clears(kind: str):
+    boxes: list[Any] = []
+    with bybit_server(SPOT, seed=5, faults=f"{kind}=1/20,after=2") as handle:
+        feed = Feed("bybit", SPOT, FEED_SETTINGS, ccxt_config=handle.ccxt_config(), engine=False,
+                    on_exchange=boxes.append)
+        feed.start()
+        try:
+            wait_for(lambda: all(feed.state.get(s).health.gaps >= 1 and feed.state.get(s).health.resyncs >= 1
+                                 for s in SPOT), 30, f"every pair to declare a gap and resync ({kind})")
+            handle.call(handle.server.faults.rates.clear)  # the fault clears; the market goes on
+            wait_for(lambda: all(feed.state.is_healthy(s) for s in SPOT), 15, "all pairs healthy again")
+            time.sleep(1.0)  # the message after a lost last one shows its jump; the feed resyncs
+            freeze_after_a_push(handle)
+            wait_for(lambda: feed_converged(handle, feed, boxes[0], SPOT), 15, "the feed's book = the server's")
+            health = {s: feed.state.get(s).health for s in SPOT}
+            counts = handle.fault_counts()
+        finally:
+            feed.stop()
+    assert counts[kind] >= 3
+    print(f"\nbybit feed {kind}: fired {counts[kind]}, gaps/resyncs "
+          f"{ {s: (health[s].gaps, health[s].resyncs) for s in SPOT} }")
+    for s in SPOT:
+        assert health[s].gaps >= 1 and health[s].resyncs >= 1, (s, health[s])
+        assert "u jumped" in (health[s].last_error or ""), health[s].last_error
+
+
+# ---- helios exchange --venue bybit ----------------------------------------------------------------------------
+_CONFIG_LINE = "exchange.ccxt_config for Freqtrade / ccxt ({market}): "
+
+
+@pytest.mark.slow
+def test_helios_exchange_venue_bybit_serves_synthetic_and_replayed_markets_and_prints_its_ccxt_config(
+        tmp_path: Path):
+    from helios_orderflow.emulator.synth import synth_events
+    from helios_orderflow.recording.writer import RecordingWriter
+
+    rec = tmp_path / "rec"
+    start_us = int(time.time() * 1e6) - 120_000_000
+    with RecordingWriter(rec, flush_by_time=False) as writer:
+        for ev in synth_events(["BTC/USDT"], 4, start_us, 120_000_000):
+            writer.write(ev)
+
+    async def probe(config: dict[str, Any], symbol: str, base: str) -> tuple[int, int, int]:
+        ex = ccxtpro.bybit(dict(config, enableRateLimit=False))
+        try:
+            await ex.load_markets()
+            ob = await ex.watch_order_book(symbol)
+            assert ob["bids"] and ob["asks"] and ob["bids"][0][0] < ob["asks"][0][0]
+            async with aiohttp.ClientSession() as session:
+                ws_url = config["urls"]["api"]["ws"]["public"]["linear" if ":" in symbol else "spot"]
+                async with session.ws_connect(ws_url) as ws:
+                    await ws.send_str(json.dumps({"op": "subscribe", "args": [f"orderbook.50.{ex.market_id(symbol)}"]}))
+                    await ws.receive(timeout=3)  # the ack
+                    u_before = json.loads((await ws.receive(timeout=3)).data)["data"]["u"]
+                async with session.get(f"{base}/helios/state", params={"symbol": symbol}) as r:
+                    state = await r.json()
+            assert state["venue"] == "bybit"
+            return u_before, state["lastUpdateId"], state["next_trade_id"]
+        finally:
+            await ex.close()
+
+    runs = {"synthetic": ["--synthetic", "--symbols", "BTC/USDT", "ETH/USDT:USDT", "--seed", "2"],
+            "replay": ["--replay", str(rec), "--speed", "4"]}
+    for name, args in runs.items():
+        proc = start_subprocess(["--venue", "bybit", *args, "--history-minutes", "30"], tmp_path / f"{name}.log")
+        try:
+            time.sleep(1.5)
+            text = proc.log_path.read_text()
+            assert "as bybit (REST" in text and "exchange.name bybit" in text, text
+            spot = json.loads(text.split(_CONFIG_LINE.format(market="spot"), 1)[1].splitlines()[0])
+            assert spot == proc.ccxt_config("spot")
+            for config, symbol in [(spot, "BTC/USDT")] + (
+                    [(json.loads(text.split(_CONFIG_LINE.format(market="linear"), 1)[1].splitlines()[0]),
+                      "ETH/USDT:USDT")] if name == "synthetic" else []):
+                u_before, u_state, next_trade = asyncio.run(probe(config, symbol, proc.url))
+                # /helios/state names Bybit's u of orderbook.50 (counted from 1), not the market's own ids
+                assert 1 <= u_before <= u_state < 1_000_000, (name, symbol, u_before, u_state)
+                assert next_trade > 1
+        finally:
+            assert proc.stop() == 0
+
+
+# ---- Freqtrade ------------------------------------------------------------------------------------------------
+#: Per venue, what the helios section needs beyond the defaults on that venue's local exchange. Bybit: no best
+#: bid/offer stream (it would share ccxt's one book per symbol with the depth-1000 book, see above).
+VENUE_HELIOS: dict[str, dict[str, Any]] = {"bybit": {"feed": {"bbo": False}}}
+#: This seed's BTC/USDT shows bullish absorption at a protected bid wall 3 and 4 minutes after the market's
+#: origin (tests/test_strategy_live.py); a trade is waited for until WAIT_TRADE_S.
+FT_SEED = 28
+WAIT_TRADE_S = 480
+
+
+def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path) -> dict[str, Any]:
+    """A real ``freqtrade trade --dry-run`` with ``HeliosStrategy`` against ``venue``'s spot dialect on a seeded
+    synthetic market: it starts, loads markets, fetches candles (REST and websocket), runs the live feed and
+    opens a trade. Returns what was measured (seconds to the trade, REST paths, subscriptions, the trade)."""
+    from helios_orderflow.devtools.demo import child_env
+    from helios_orderflow.emulator import SyntheticSource, start_in_thread
+    from helios_orderflow.emulator.dialects import dialect_class
+
+    cls = dialect_class(venue)
+    userdir = tmp_path / "user_data"
+    (userdir / "strategies").mkdir(parents=True)
+    (userdir / "strategies" / "HeliosStrategy.py").write_text(
+        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
+    db = userdir / "trades.sqlite"
+    log = userdir / "freqtrade.log"
+    with start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=FT_SEED, history_minutes=300),
+                         venue=venue) as exchange:
+        config = json.loads((ROOT / "user_data" / "config.dryrun.json").read_text())
+        config["exchange"]["name"] = cls.ccxt_id("spot")
+        config["exchange"]["ccxt_config"] = cls.ccxt_config(exchange.url, "spot")
+        config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
+        # the RSI condition is opened up so that the seeded absorption setup alone decides the entry
+        config["helios"]["decision"] = {"rsi_buy_below": 100, "rsi_sell_above": 100}
+        config["helios"]["dashboard"] = {"enabled": False}
+        config["helios"]["recording"] = {"enabled": False}
+        config["helios"].update(VENUE_HELIOS.get(venue, {}))
+        config["db_url"] = f"sqlite:///{db}"
+        (userdir / "config.json").write_text(json.dumps(config))
+        t0 = time.monotonic()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(userdir / "config.json"),
+                 "--userdir", str(userdir), "--strategy", "HeliosStrategy"],
+                cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
+            try:
+                trade: tuple | None = None
+                while time.monotonic() - t0 < WAIT_TRADE_S and proc.poll() is None and trade is None:
+                    time.sleep(3)
+                    if db.exists():
+                        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+                            with contextlib.suppress(sqlite3.OperationalError):
+                                trade = con.execute("select id, pair, open_rate, amount, enter_tag from trades "
+                                                    "order by id").fetchone()
+                took = time.monotonic() - t0
+                assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+            finally:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        rest = dict(exchange.log.rest_by_path)
+        subscriptions = dict(exchange.log.subscriptions)
+    text = log.read_text(errors="replace")
+    assert trade is not None, f"no trade within {WAIT_TRADE_S} s; freqtrade log tail:\n{text[-4000:]}"
+    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
+    assert errors == [], errors[:5]
+    assert "helios: live order-flow feed started" in text
+    return {"seconds_to_trade": took, "trade": trade, "rest": rest, "subscriptions": subscriptions}
+
+
+@pytest.mark.slow
+def test_freqtrade_dry_run_with_helios_strategy_opens_a_trade_on_bybit_spot(tmp_path: Path):
+    got = freqtrade_dry_run_opens_a_trade("bybit", tmp_path)
+    _id, pair, open_rate, _amount, _tag = got["trade"]
+    assert pair in ("BTC/USDT", "ETH/USDT")
+    assert any(abs(open_rate / p - 1) < 0.05 for p in (60000.0, 3000.0)), open_rate
+    rest, subs = got["rest"], got["subscriptions"]
+    assert rest["/v5/market/instruments-info"] >= 1 and rest["/v5/market/kline"] >= 2  # markets, each pair's candles
+    assert {"kline.1.BTCUSDT", "kline.1.ETHUSDT"} <= set(subs)  # Freqtrade's candles by websocket
+    assert {"orderbook.1000.BTCUSDT", "publicTrade.BTCUSDT"} <= set(subs)  # the Helios feed
+    print(f"\nfreqtrade on bybit: trade {got['trade']} after {got['seconds_to_trade']:.0f} s; REST {rest}")

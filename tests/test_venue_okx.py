@@ -1,0 +1,675 @@
+"""The local exchange speaks OKX v5 (spot and USDT-margined swaps) as ccxt 4.5.90's ``okx`` client, the live feed
+and Freqtrade read it.
+
+How ccxt follows an OKX book: ``watch_order_book`` subscribes the ``books`` channel; the first message is a
+400-level ``snapshot``, every later ``update`` must have ``prevSeqId`` equal to the ``seqId`` ccxt holds, else
+ccxt raises ``InvalidNonce``, drops the book and unsubscribes and subscribes again on the next call (a new
+snapshot). Its book carries OKX's ``seqId`` as ``nonce`` (the market's update id here), so every observed book
+is compared with the server's book at that id (``book_at``), not by freezing. ccxt does not verify OKX's
+CRC32 ``checksum``; ``helios_orderflow/live/okx_book_check.py`` does, and the tests below run it over every
+book frame ccxt handles.
+
+Swap books and trades are in contracts (``ctVal`` = the instrument's lot step): the server's books are compared
+through ``ContractView``, which states the server's base quantities in contracts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import ccxt
+import pytest
+from feed_fault_harness import check_fault, run_fault
+
+from helios_orderflow.book.sync import BookSync
+from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap, Trade
+from helios_orderflow.emulator import SyntheticSource, start_in_thread
+from helios_orderflow.emulator.dialects import dialect_class
+from helios_orderflow.emulator.instruments import Instrument, instrument
+from helios_orderflow.emulator.process import start_subprocess
+from helios_orderflow.live.feed import Feed
+from helios_orderflow.live.okx_book_check import check, okx_checksum
+from helios_orderflow.recording.reader import read_events
+from tests.exchange_fixtures import ccxt_client, collect_trades, converge, follow_books, synthetic_server
+
+pytestmark = pytest.mark.integration
+
+VENUE = "okx"
+ROOT = Path(__file__).resolve().parent.parent
+SPOT = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+SWAPS = [f"{s}:USDT" for s in SPOT]
+FOLLOW_S = 60.0
+#: comparisons a minute must give per pair: one books update per 100 ms step with a change (600), less a
+#: quarter for steps without one and a loaded machine
+MIN_CHECKS = 450
+
+
+class ContractView:
+    """The server's books (``ServerHandle.book``/``book_at``) with sizes in contracts, as ccxt keeps OKX swap
+    books: contracts = qty_units / step_units (``ctVal`` is one lot step). Spot books pass unchanged."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.insts: dict[str, Instrument] = {s.inst.symbol: s.inst for s in handle.server.source.states}
+
+    def _levels(self, symbol: str, levels: list[list[float]]) -> list[list[float]]:
+        inst = self.insts[symbol]
+        if inst.market == "spot":
+            return levels
+        return [[p, float(inst.qty_to_units(a) // inst.step_units)] for p, a in levels]
+
+    def book_at(self, symbol: str, update_id: int) -> tuple[list[list[float]], list[list[float]]] | None:
+        got = self.handle.book_at(symbol, update_id)
+        return None if got is None else (self._levels(symbol, got[0]), self._levels(symbol, got[1]))
+
+    def book(self, symbol: str, limit: int = 100) -> tuple[int, list[list[float]], list[list[float]]]:
+        uid, bids, asks = self.handle.book(symbol, limit)
+        return uid, self._levels(symbol, bids), self._levels(symbol, asks)
+
+    def freeze(self) -> None:
+        self.handle.freeze()
+
+    def resume(self) -> None:
+        self.handle.resume()
+
+
+def checked(ex: Any, problems: list[str]) -> Any:
+    """``ex`` with Helios's OKX checksum check run after ccxt handled each frame (as the feed's frame guard
+    does), its findings collected in ``problems`` instead of failing the connection."""
+    make = ex.client
+
+    def client(url: str) -> Any:
+        c = make(url)
+        if not getattr(c, "_okx_checked", False):
+            handle = c.handle_text_or_binary_message
+
+            def handled(data: Any, _handle: Any = handle) -> None:
+                _handle(data)
+                problem = check(ex, data)
+                if problem is not None:
+                    problems.append(problem)
+
+            c.handle_text_or_binary_message = handled
+            c._okx_checked = True
+        return c
+
+    ex.client = client
+    return ex
+
+
+def errors_of(stats: dict[str, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in stats.values():
+        for k, v in s.errors.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+# ---- REST ------------------------------------------------------------------------------------------------------
+def test_ccxt_reads_okx_spot_and_swap_markets_books_candles_tickers_trades_and_funding_over_rest():
+    async def run(handle: Any) -> None:
+        spot, swap = ccxt_client(handle, "spot"), ccxt_client(handle, "linear")
+        try:
+            await spot.load_markets()
+            await swap.load_markets()
+            assert sorted(spot.markets) == ["BTC/USDT", "ETH/USDT"] and sorted(swap.markets) == ["BTC/USDT:USDT"]
+            m = spot.markets["BTC/USDT"]
+            assert (m["id"], m["spot"], m["precision"], m["limits"]["amount"]["min"]) == (
+                "BTC-USDT", True, {"amount": 1e-05, "price": 0.01}, 1e-05)
+            s = swap.markets["BTC/USDT:USDT"]
+            assert (s["id"], s["swap"], s["linear"], s["contractSize"], s["precision"]) == (
+                "BTC-USDT-SWAP", True, True, 0.001, {"amount": 1.0, "price": 0.1})
+            assert abs(await spot.fetch_time() - time.time() * 1000) < 5_000
+            await asyncio.sleep(2.5)  # some trades
+            ob = await spot.fetch_order_book("BTC/USDT", 10)
+            _, bids, asks = handle.book("BTC/USDT", 10)
+            assert [b[:2] for b in ob["bids"]] == bids and [a[:2] for a in ob["asks"]] == asks
+            swap_ob = await swap.fetch_order_book("BTC/USDT:USDT", 5)
+            assert all(a[1] == int(a[1]) >= 1 for a in swap_ob["bids"] + swap_ob["asks"])  # whole contracts
+            candles = await spot.fetch_ohlcv("BTC/USDT", "1m", limit=50)
+            assert len(candles) == 50 and all(b[0] - a[0] == 60_000 for a, b in itertools.pairwise(candles))
+            since = candles[0][0] - 100 * 60_000
+            older = await spot.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=80, params={"type": "HistoryCandles"})
+            assert [c[0] for c in older] == [since + k * 60_000 for k in range(80)]  # from ``since``, oldest first
+            until = await spot.fetch_ohlcv("BTC/USDT", "5m", limit=10, params={"until": since})
+            assert len(until) == 10 and until[-1][0] < since
+            hourly = await swap.fetch_ohlcv("BTC/USDT:USDT", "1h", limit=3)
+            assert len(hourly) == 3 and hourly[-1][0] % 3_600_000 == 0
+            ticker = await spot.fetch_ticker("BTC/USDT")
+            assert (ticker["bid"], ticker["ask"]) == (bids[0][0], asks[0][0]) and ticker["quoteVolume"] > 0
+            tickers = await swap.fetch_tickers()
+            assert list(tickers) == ["BTC/USDT:USDT"]
+            trades = await spot.fetch_trades("BTC/USDT", limit=20)
+            ids = [int(t["id"]) for t in trades]
+            assert ids == sorted(ids) and ids[-1] == handle.trade_ids("BTC/USDT")[-1] and trades[0]["side"]
+            rate = await swap.fetch_funding_rate("BTC/USDT:USDT")
+            assert rate["fundingRate"] == 0.0001 and rate["interval"] == "8h"
+            history = await swap.fetch_funding_rate_history("BTC/USDT:USDT", limit=5)
+            assert len(history) == 5 and history[-1]["timestamp"] % 28_800_000 == 0
+            tiers = await swap.fetch_market_leverage_tiers("BTC/USDT:USDT")
+            assert tiers[0]["maxLeverage"] == 100
+            oi = await swap.fetch_open_interest("BTC/USDT:USDT")
+            assert oi["openInterestAmount"] == 1_000_000
+            with pytest.raises(ccxt.BadSymbol):
+                await spot.public_get_market_ticker({"instId": "NOPE-USDT"})
+            with pytest.raises(ccxt.BadRequest):
+                await spot.public_get_market_candles({"instId": "BTC-USDT", "bar": "7m"})
+        finally:
+            await spot.close()
+            await swap.close()
+
+    with synthetic_server(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT"], venue=VENUE) as handle:
+        asyncio.run(run(handle))
+
+
+# ---- websocket protocol --------------------------------------------------------------------------------------------
+async def raw_books(handle: Any, seconds: float, inst_id: str = "BTC-USDT") -> tuple[list[Any], list[str]]:
+    """Subscribe ``books`` on a raw socket and read for ``seconds``: (parsed book messages, other text frames)."""
+    url = handle.url.replace("http://", "ws://") + "/ws/v5/public"
+    books: list[Any] = []
+    other: list[str] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": inst_id}]}))
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                msg = await ws.receive(timeout=max(0.05, end - time.monotonic()))
+            except TimeoutError:
+                break
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            try:
+                parsed = json.loads(msg.data)
+            except ValueError:
+                parsed = None  # a truncated frame (the malformed fault)
+            if isinstance(parsed, dict) and "action" in parsed:
+                books.append(parsed)
+            else:
+                other.append(msg.data)
+    return books, other
+
+
+def rebuild_checks(messages: list[Any]) -> tuple[int, int, int]:
+    """Rebuild a string book from raw ``books`` messages: (messages whose checksum matched, mismatched,
+    ``prevSeqId`` breaks)."""
+    bids: dict[float, tuple[str, str]] = {}
+    asks: dict[float, tuple[str, str]] = {}
+    ok = bad = breaks = 0
+    last = None
+    for m in messages:
+        d = m["data"][0]
+        if m["action"] == "snapshot":
+            bids.clear()
+            asks.clear()
+            assert d["prevSeqId"] == -1
+        elif d["prevSeqId"] != last:
+            breaks += 1
+        last = d["seqId"]
+        for side, levels in ((bids, d["bids"]), (asks, d["asks"])):
+            for px, sz, _, _ in levels:
+                if float(sz):
+                    side[float(px)] = (px, sz)
+                else:
+                    side.pop(float(px), None)
+        top_b = [bids[p] for p in sorted(bids, reverse=True)[:25]]
+        top_a = [asks[p] for p in sorted(asks)[:25]]
+        if okx_checksum(top_b, top_a) == d["checksum"]:
+            ok += 1
+        else:
+            bad += 1
+    return ok, bad, breaks
+
+
+def test_websocket_acks_refuses_pongs_and_chains_seqids_with_okx_checksums():
+    async def run(handle: Any) -> None:
+        url = handle.url.replace("http://", "ws://") + "/ws/v5/public"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            await ws.send_str(json.dumps({"op": "subscribe", "args": [
+                {"channel": "books", "instId": "NOPE-USDT"}, {"channel": "candle1m", "instId": "ETH-USDT"}]}))
+            for _ in range(2):  # an unknown instrument, and candles on the public URL, are OKX's 60018
+                err = json.loads(await ws.receive_str(timeout=5))
+                assert err["event"] == "error" and err["code"] == "60018"
+            await ws.send_str("not json")
+            assert json.loads(await ws.receive_str(timeout=5))["code"] == "60012"
+            await ws.send_str("ping")
+            assert await ws.receive_str(timeout=5) == "pong"
+            await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "trades", "instId": "ETH-USDT"}]}))
+            ack = json.loads(await ws.receive_str(timeout=5))
+            assert ack["event"] == "subscribe" and ack["arg"] == {"channel": "trades", "instId": "ETH-USDT"}
+            assert len(ack["connId"]) == 8
+            trade = json.loads(await ws.receive_str(timeout=5))["data"][0]
+            assert set(trade) >= {"instId", "tradeId", "px", "sz", "side", "ts"} and trade["side"] in ("buy", "sell")
+            await ws.send_str(json.dumps({"op": "unsubscribe", "args": [{"channel": "trades", "instId": "ETH-USDT"}]}))
+            while (text := await ws.receive_str(timeout=5)).startswith('{"arg"'):
+                pass  # trades sent before the request was read
+            assert json.loads(text)["event"] == "unsubscribe"
+        books, _ = await raw_books(handle, 4.0)
+        assert books[0]["action"] == "snapshot" and len(books) >= 20
+        snap = books[0]["data"][0]
+        assert len(snap["bids"]) > 50 and snap["bids"][0][2:] == ["0", "1"]
+        assert all(not px.endswith("0") and not sz.endswith(".") for px, sz, _, _ in snap["bids"] if "." in px)
+        ok, bad, breaks = rebuild_checks(books)
+        assert (ok, bad, breaks) == (len(books), 0, 0)
+        # the swap: sizes are whole contracts
+        swap_books, _ = await raw_books(handle, 1.5, "BTC-USDT-SWAP")
+        assert all(sz.isdigit() for px, sz, _, _ in swap_books[0]["data"][0]["asks"])
+        assert rebuild_checks(swap_books)[1:] == (0, 0)
+        # candles on the business URL
+        business = handle.url.replace("http://", "ws://") + "/ws/v5/business"
+        async with aiohttp.ClientSession() as session, session.ws_connect(business) as ws:
+            await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "candle1m", "instId": "BTC-USDT"}]}))
+            assert json.loads(await ws.receive_str(timeout=5))["event"] == "subscribe"
+            candle = json.loads(await ws.receive_str(timeout=5))
+            assert candle["arg"]["channel"] == "candle1m" and len(candle["data"][0]) == 9
+
+    with synthetic_server(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT"], venue=VENUE) as handle:
+        asyncio.run(run(handle))
+
+
+def test_books_updates_of_a_side_deeper_than_400_levels_keep_okxs_400_level_view():
+    """Beyond 400 levels a side the ``books`` updates keep a 400-level view, as OKX's do: levels entering it as
+    the book moves are sent, levels leaving it are sent removed, changes outside it are not sent (so ccxt's
+    book, which ccxt limits to 400 levels, has no holes)."""
+    from helios_orderflow.emulator.dialects.okx import view_changes
+
+    book = {p: 1 for p in range(1000, 1500)}  # 500 bids, view edge 1100
+    del book[1499], book[1498]  # the two best go ...
+    book[1050] = 7  # ... and a level outside the view changes
+    out, edge = view_changes(book, [(1499, 0), (1498, 0), (1050, 7)], 1100, True)
+    assert edge == 1098 and out == [(1499, 0), (1498, 0), (1099, 1), (1098, 1)]
+    asks = {p: 1 for p in range(2000, 2500)}
+    asks[1999] = 3  # a new best ask pushes the view's worst out
+    out, edge = view_changes(asks, [(1999, 3)], 2399, False)
+    assert edge == 2398 and out == [(1999, 3), (2399, 0)]
+
+
+def test_a_books_subscription_before_the_first_step_gets_its_snapshot_with_the_seqid_of_its_book():
+    """A source's first book is written before the server's first step numbers it: a snapshot then would carry
+    the old seqId with the new book. It waits for that step instead (a feed that connected in that window once
+    saw seqId 1000000, a book the server never recorded at that id)."""
+    from helios_orderflow.emulator.hub import Connection
+    from helios_orderflow.emulator.server import ExchangeServer
+
+    server = ExchangeServer(SyntheticSource(["BTC/USDT"], seed=1), venue=VENUE, record=True)
+    st = server.state("BTC/USDT")
+    conn = Connection(None, "public")  # type: ignore[arg-type]  # no socket: frames stay in conn.out
+    conn.data.update(connId="0000beef", keys=set())
+    server.dialect.on_text(server.hub, conn, "public", json.dumps(  # type: ignore[attr-defined]
+        {"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}))
+    assert [json.loads(f)["event"] for f in conn.out] == ["subscribe"] and st.last_update_id == 1_000_000
+    server.step(server.next_step_us)
+    snapshot = json.loads(conn.out[-1])
+    assert len(conn.out) == 2 and snapshot["action"] == "snapshot"  # and not the step's update before it
+    seq_id = snapshot["data"][0]["seqId"]
+    assert seq_id == st.last_update_id > 1_000_000
+    bids, _ = server.log.books["BTC/USDT"][seq_id]
+    assert [[float(px), float(sz)] for px, sz, _, _ in snapshot["data"][0]["bids"][:100]] == bids
+
+
+# ---- ccxt follows books and trades ---------------------------------------------------------------------------------
+async def follow_all(handle: Any, market: str, symbols: list[str], seconds: float) -> tuple[Any, ...]:
+    view = ContractView(handle)
+    problems: list[str] = []
+    ex = checked(ccxt_client(handle, market), problems)
+    try:
+        await ex.load_markets()
+        stop = asyncio.Event()
+        trades_task = asyncio.ensure_future(collect_trades(ex, symbols, stop))
+        await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
+        stats = await follow_books(ex, view, symbols, seconds - 0.5)
+        converged = await converge(ex, view, symbols)  # freezes the market
+        sent = {s: handle.trade_ids(s) for s in symbols}
+        handle.resume()  # trades that arrived while nobody awaited come with the next ones
+        await asyncio.sleep(2.0)
+        stop.set()
+        got = await trades_task
+    finally:
+        await ex.close()
+    return stats, converged, got, sent, problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("market", ["spot", "linear"])
+def test_ccxt_follows_three_okx_books_exactly_for_a_minute_with_every_trade_once(market: str):
+    symbols = SPOT if market == "spot" else SWAPS
+    t0 = time.monotonic()
+    with synthetic_server(symbols, venue=VENUE) as handle:
+        stats, converged, got, sent, problems = asyncio.run(follow_all(handle, market, symbols, FOLLOW_S))
+    for sym in symbols:
+        s = stats[sym]
+        assert s.mismatches == 0, (sym, s.first_mismatch)
+        assert s.checks >= MIN_CHECKS, (sym, s.checks)
+        assert not s.errors, (sym, s.errors)
+        received = sorted(set(got[sym]))
+        assert len(received) == len(got[sym])  # no trade delivered twice
+        expected = [t for t in sent[sym] if t >= received[0]]
+        assert received[: len(expected)] == expected, (sym, len(received), len(expected))
+        assert len(expected) >= 300, (sym, len(expected))
+    assert converged == {s: True for s in symbols}
+    assert problems == []  # every books frame's CRC32 matched ccxt's book, rebuilt from OKX's strings
+    print(f"okx {market}: checks {[stats[s].checks for s in symbols]}, mismatches 0, trades "
+          f"{[len(got[s]) for s in symbols]}, {time.monotonic() - t0:.0f} s")
+
+
+# ---- faults ----------------------------------------------------------------------------------------------------
+PAIR = ["BTC/USDT", "ETH/USDT"]
+
+
+async def run_client_fault(spec: str, seconds: float = 6.0, keep_alive_ms: int | None = None) -> tuple[Any, ...]:
+    with synthetic_server(PAIR, seed=3, faults=f"{spec},after=1", venue=VENUE) as handle:
+        problems: list[str] = []
+        ex = checked(ccxt_client(handle, keep_alive_ms=keep_alive_ms), problems)
+        try:
+            await ex.load_markets()
+            raw_task = asyncio.ensure_future(raw_books(handle, seconds))
+            stats = await follow_books(ex, handle, PAIR, seconds)
+            books, other = await raw_task
+            handle.call(lambda: setattr(handle.server.faults, "after_s", 1e12))  # the fault clears
+            converged = await converge(ex, handle, PAIR)
+            counts = handle.fault_counts()
+            subscriptions = dict(handle.log.subscriptions)
+        finally:
+            await ex.close()
+    return stats, converged, counts, books, other, problems, subscriptions
+
+
+def assert_consistent_and_converged(stats: dict[str, Any], converged: dict[str, bool]) -> None:
+    for sym, s in stats.items():
+        assert s.mismatches == 0, (sym, s.first_mismatch)
+        assert s.checks > 5, sym
+    assert converged == {s: True for s in PAIR}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["drop", "reorder", "dup", "gap"])
+def test_a_broken_seqid_chain_makes_ccxt_raise_invalid_nonce_resubscribe_and_converge(kind: str):
+    stats, converged, counts, books, _, problems, subs = asyncio.run(run_client_fault(f"{kind}=1/15"))
+    assert counts[kind] >= 4
+    assert rebuild_checks(books)[2] >= 1  # a raw client sees prevSeqId not naming the seqId it holds
+    errors = errors_of(stats)
+    assert errors.get("InvalidNonce", 0) >= 2, errors  # ccxt raised on the break ...
+    assert subs["books:BTC-USDT"] >= 3 and subs["books:ETH-USDT"] >= 2  # ... and subscribed again (new snapshot)
+    assert problems == []  # no checksum broken by it: ccxt dropped the book before the check saw it
+    assert_consistent_and_converged(stats, converged)
+    print(f"okx {kind}: fired {counts[kind]}, ccxt errors {errors}, books subscriptions {subs['books:BTC-USDT']}+"
+          f"{subs['books:ETH-USDT']}, checks {[s.checks for s in stats.values()]}, mismatches 0")
+
+
+@pytest.mark.slow
+def test_a_wrong_checksum_passes_ccxt_and_is_caught_by_the_helios_check():
+    stats, converged, counts, books, _, problems, _ = asyncio.run(run_client_fault("checksum=1/10"))
+    assert counts["checksum"] >= 6
+    assert errors_of(stats) == {}  # ccxt does not verify the checksum ...
+    assert rebuild_checks(books)[1] >= 1 and rebuild_checks(books)[2] == 0  # ... levels and ids are right
+    assert len(problems) >= 4 and all(p.startswith("okx checksum mismatch on ") for p in problems), problems
+    assert_consistent_and_converged(stats, converged)
+    print(f"okx checksum: fired {counts['checksum']}, caught {len(problems)} (e.g. {problems[0]}), ccxt errors 0")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "error"), [("malformed=1/20", "Stall"), ("disconnect=2", "NetworkError"),
+                                               ("noping=1.5", "RequestTimeout"), ("crossed=1/40", None)])
+def test_connection_faults_reach_ccxt_as_okx_shows_them_and_its_book_converges(spec: str, error: str | None):
+    keep_alive = 500 if spec.startswith("noping") else None
+    stats, converged, counts, _, other, problems, _ = asyncio.run(
+        run_client_fault(spec, seconds=8.0, keep_alive_ms=keep_alive))
+    errors = errors_of(stats)
+    if error is None:  # crossed: an ordinary level change, seen as a crossed book
+        assert counts["crossed"] >= 2 and errors == {}
+        assert sum(s.crossed_seen for s in stats.values()) >= 1
+    else:
+        assert errors.get(error, 0) >= 1, errors
+    if spec.startswith("malformed"):
+        assert any(f.startswith('{"arg":{"channel":"books"') for f in other)  # the truncated frame
+    assert problems == []
+    assert_consistent_and_converged(stats, converged)
+    print(f"okx {spec}: fired {counts}, ccxt errors {errors}, checks {[s.checks for s in stats.values()]}")
+
+
+@pytest.mark.slow
+def test_rest_faults_reach_rest_callers_as_okx_errors_and_the_websocket_book_is_untouched():
+    async def run(handle: Any) -> tuple[list[str], Any]:
+        ex = ccxt_client(handle)
+        errors: list[str] = []
+        try:
+            await ex.load_markets()
+            handle.call(lambda: setattr(handle.server.faults, "after_s", 0))
+            for _ in range(4):
+                try:
+                    await ex.fetch_ohlcv("BTC/USDT", "1m", limit=5)
+                except ccxt.BaseError as exc:
+                    errors.append(type(exc).__name__)
+            stats = await follow_books(ex, handle, PAIR, 3.0)
+        finally:
+            await ex.close()
+        return errors, stats
+
+    for spec, error in (("rest429=1/2", "RateLimitExceeded"), ("rest5xx=1/2", "ExchangeNotAvailable")):
+        with synthetic_server(PAIR, seed=3, faults=f"{spec},after=1e9", venue=VENUE) as handle:
+            errors, stats = asyncio.run(run(handle))
+        assert errors == [error, error], errors  # every 2nd of 4 candle requests
+        assert errors_of(stats) == {} and all(s.checks > 5 and s.mismatches == 0 for s in stats.values())
+    # stale: market/books answers from a snapshot >= 2 s old (the websocket book never comes from REST)
+    with synthetic_server(PAIR, seed=3, faults="stale=1/1,after=1", venue=VENUE) as handle:
+        time.sleep(4.0)
+        handle.freeze()
+        got = get(f"{handle.url}/api/v5/market/books?instId=BTC-USDT&sz=20")["data"][0]
+        _, bids, _ = handle.book("BTC/USDT", 20)
+        assert [[float(px), float(sz)] for px, sz, _, _ in got["bids"]] != bids  # the book of >= 2 s ago
+        assert handle.fault_counts()["stale"] == 1
+
+
+# ---- the live feed ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_feed_follows_three_okx_pairs_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
+    exchange = start_in_thread(SyntheticSource(SPOT, seed=11), record=True, record_depth=100,
+                               record_history=100_000, venue=VENUE)
+    feed = Feed(VENUE, SPOT, ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec", timeframe="2s")
+    try:
+        feed.start()
+        deadline = time.monotonic() + 30
+        while not all(feed.state.is_healthy(s) for s in SPOT):
+            assert time.monotonic() < deadline, "the pairs never turned healthy"
+            time.sleep(0.1)
+        time.sleep(20)
+        healthy_all_along = all(feed.state.is_healthy(s) for s in SPOT)
+        exchange.freeze()
+        final = {s: exchange.book(s, 100) for s in SPOT}
+        deadline = time.monotonic() + 5
+        while not all(feed.state.get(s).best_bid == final[s][1][0][0] for s in SPOT):
+            assert time.monotonic() < deadline, "the feed never published the final book"
+            time.sleep(0.05)
+        health = {s: feed.state.get(s).health for s in SPOT}
+    finally:
+        feed.stop()
+        exchange.resume()
+    server_ids = {s: exchange.trade_ids(s) for s in SPOT}
+    syncs = {s: BookSync() for s in SPOT}
+    compared = dict.fromkeys(SPOT, 0)
+    trades: dict[str, list[int]] = {s: [] for s in SPOT}
+    try:
+        for ev in read_events(tmp_path / "rec"):
+            if isinstance(ev, BookSnapshot):
+                syncs[ev.symbol].on_snapshot(ev)
+            elif isinstance(ev, BookDelta):
+                sync = syncs[ev.symbol]
+                sync.on_delta(ev)
+                server = exchange.book_at(ev.symbol, ev.update_id)
+                assert server is not None, f"{ev.symbol}: the exchange never published update id {ev.update_id}"
+                assert [list(x) for x in sync.book.bids.top(100)] == server[0]
+                assert [list(x) for x in sync.book.asks.top(100)] == server[1]
+                compared[ev.symbol] += 1
+            elif isinstance(ev, Trade):
+                trades[ev.symbol].append(int(ev.trade_id))
+            elif isinstance(ev, FeedGap):
+                pytest.fail(f"no gap expected without faults (a checksum mismatch would be one): {ev}")
+    finally:
+        exchange.stop()
+    assert healthy_all_along
+    for s in SPOT:
+        assert syncs[s].gaps == 0 and syncs[s].in_sync
+        assert compared[s] >= 150, (s, compared[s])  # 20 s of 10 updates a second, less the quiet steps
+        assert syncs[s].book.update_id == final[s][0]
+        ids = trades[s]
+        first = server_ids[s].index(ids[0])
+        assert ids == server_ids[s][first:first + len(ids)] and len(ids) >= 50, s  # OKX's ids, in order, once
+        h = health[s]
+        assert (h.gaps, h.reconnects, h.resyncs, h.errors) == (0, 0, 0, 0) and h.bbo > 0, h
+        assert h.last_error is None  # no checksum mismatch over the run
+    print(f"okx feed: book states compared {compared}, trades {[len(trades[s]) for s in SPOT]}")
+
+
+@pytest.mark.slow
+def test_the_feed_declares_a_wrong_okx_checksum_as_a_gap_resyncs_and_records_exact_books(tmp_path: Path):
+    run = run_fault(VENUE, "checksum", tmp_path)
+    try:
+        check_fault(run)  # resynced within 2 s after it cleared, every recorded book exact, no gap after
+        for s, h in run.health.items():
+            assert h.gaps >= 1 and h.resyncs >= 1, (s, h)
+            assert "okx checksum mismatch on" in (h.last_error or ""), h.last_error
+        assert run.plan.counts["checksum"] >= 1
+    finally:
+        run.exchange.stop()
+    print(f"okx feed checksum fault: fired {run.plan.counts['checksum']}, resynced {run.took:.2f} s after it "
+          f"cleared, gaps {[h.gaps for h in run.health.values()]}")
+
+
+# ---- helios exchange --venue okx ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_helios_exchange_serves_okx_synthetic_and_replayed_and_reports_okx_seqids(tmp_path: Path):
+    from helios_orderflow.emulator.synth import synth_events
+    from helios_orderflow.recording.writer import RecordingWriter
+
+    rec = tmp_path / "rec"
+    origin = int(time.time()) * 1_000_000
+    with RecordingWriter(rec, flush_by_time=False) as writer:
+        for ev in synth_events(["ETH/USDT"], 4, origin, 60_000_000):
+            writer.write(ev)
+    for args in (["--synthetic", "--symbols", "BTC/USDT", "BTC/USDT:USDT"], ["--replay", str(rec)]):
+        log = tmp_path / f"exchange-{args[0].strip('-')}.log"
+        proc = start_subprocess(["--venue", VENUE, *args], log)
+        try:
+            symbol = "BTC/USDT:USDT" if args[0] == "--synthetic" else "ETH/USDT"
+            wire = dialect_class(VENUE).wire(instrument(symbol))
+            time.sleep(1.0)
+
+            async def first_seq_id(url: str = proc.url, inst_id: str = wire) -> int:
+                async with aiohttp.ClientSession() as session, session.ws_connect(
+                        url.replace("http://", "ws://") + "/ws/v5/public") as ws:
+                    arg = {"channel": "books", "instId": inst_id}
+                    await ws.send_str(json.dumps({"op": "subscribe", "args": [arg]}))
+                    await ws.receive_str(timeout=5)  # the ack
+                    return int(json.loads(await ws.receive_str(timeout=5))["data"][0]["seqId"])
+
+            seq_id = asyncio.run(first_seq_id())
+            state = get(f"{proc.url}/helios/state?symbol={symbol}&limit=5")
+            assert state["venue"] == VENUE and state["lastUpdateId"] >= seq_id > 0
+            text = log.read_text()
+            for market in ("spot", "linear") if args[0] == "--synthetic" else ("spot",):
+                line = next(x for x in text.splitlines() if f"Freqtrade / ccxt ({market})" in x)
+                assert "exchange.name okx" in line
+                config = json.loads(line.split(f"({market}): ", 1)[1])
+                assert config == dialect_class(VENUE).ccxt_config(proc.url, market)
+        finally:
+            assert proc.stop() == 0
+
+
+# ---- Freqtrade ------------------------------------------------------------------------------------------------
+def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path, wait_s: float = 480.0) -> dict[str, Any]:
+    """A real ``freqtrade trade --dry-run`` with ``HeliosStrategy`` against the local exchange speaking ``venue``
+    (spot; synthetic BTC/USDT and ETH/USDT with the seed whose BTC/USDT shows a bullish absorption at a bid wall a
+    few minutes in; the RSI condition opened so that the setup alone decides): it loads the venue's markets, its
+    candles over REST and websocket, starts the Helios feed, and a trade is filled. Returns what it measured."""
+    from helios_orderflow.devtools.demo import child_env
+    from tests._signals import interruptible
+
+    exchange = start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=28, history_minutes=300), venue=venue)
+    userdir = tmp_path / "user_data"
+    (userdir / "strategies").mkdir(parents=True)
+    (userdir / "strategies" / "HeliosStrategy.py").write_text(
+        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
+    config = json.loads((ROOT / "user_data" / "config.dryrun.json").read_text())
+    config["exchange"]["name"] = dialect_class(venue).ccxt_id("spot")
+    config["exchange"]["ccxt_config"] = exchange.ccxt_config()
+    config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
+    config["helios"]["decision"] = {"rsi_buy_below": 100, "rsi_sell_above": 100}
+    config["helios"]["dashboard"] = {"enabled": False}
+    db = userdir / "trades.sqlite"
+    config["db_url"] = f"sqlite:///{db}"
+    (userdir / "config.json").write_text(json.dumps(config))
+    log = userdir / "freqtrade.log"
+    t0 = time.monotonic()
+    rows: list[tuple] = []
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "freqtrade", "trade", "--config", str(userdir / "config.json"), "--userdir",
+             str(userdir), "--strategy", "HeliosStrategy"],
+            cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
+        try:
+            while time.monotonic() - t0 < wait_s and proc.poll() is None:
+                time.sleep(2)
+                if db.exists():
+                    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+                    try:
+                        rows = con.execute("select pair, open_rate, enter_tag from trades").fetchall()
+                    except sqlite3.OperationalError:
+                        rows = []
+                    finally:
+                        con.close()
+                if rows:
+                    break
+            alive = proc.poll() is None
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            rest = dict(exchange.log.rest_by_path)
+            subs = dict(exchange.log.subscriptions)
+            exchange.stop()
+    text = log.read_text(errors="replace")
+    assert alive, text[-4000:]
+    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
+    assert errors == [], errors[:5]
+    assert "helios: live order-flow feed started" in text and "Using resolved strategy HeliosStrategy" in text
+    assert rows, f"no trade within {wait_s:.0f} s; log tail:\n{text[-4000:]}"
+    return {"trades": rows, "seconds": time.monotonic() - t0, "rest": rest, "subscriptions": subs}
+
+
+@pytest.mark.slow
+def test_freqtrade_dry_run_with_helios_strategy_opens_a_trade_on_okx(tmp_path: Path):
+    got = freqtrade_dry_run_opens_a_trade(VENUE, tmp_path)
+    rest, subs = got["rest"], got["subscriptions"]
+    assert rest["/api/v5/public/instruments"] >= 1
+    assert rest.get("/api/v5/market/candles", 0) + rest.get("/api/v5/market/history-candles", 0) >= 2
+    assert {"candle1m:BTC-USDT", "books:BTC-USDT", "trades:BTC-USDT"} <= set(subs), subs
+    pair, rate, _tag = got["trades"][0]
+    assert pair in ("BTC/USDT", "ETH/USDT") and any(abs(rate / p - 1) < 0.05 for p in (60000.0, 3000.0))
+    print(f"okx freqtrade: {got['trades']} after {got['seconds']:.0f} s; REST {rest}")
+
+
+def test_checksum_is_okxs_signed_crc32_of_interleaved_strings():
+    bids, asks = [("3366.1", "7"), ("3366", "6")], [("3366.8", "9")]
+    text = "3366.1:7:3366.8:9:3366:6"
+    crc = zlib.crc32(text.encode())
+    assert okx_checksum(bids, asks) == (crc - (1 << 32) if crc >= 1 << 31 else crc)
