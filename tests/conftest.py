@@ -39,6 +39,7 @@ def btcusdt_files(shared_data: Path) -> list[Path]:
     return BTCUSDT_FILES
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (``make test``): each venue's tests (``test_venue_<v>.py``
     and the ``[<v>]`` cases of ``test_venue_feed_faults.py``) are one group on a worker of their own; every other

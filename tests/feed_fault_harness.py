@@ -88,6 +88,8 @@ NOT_YET = {
     ("kucoin", "rest429"): "every other REST request refused (bullet-public token and snapshot): the feed showed no "
                            "reconnect within 30 s; ccxt alone raises (tests/test_venue_kucoin.py); not diagnosed",
     ("kucoin", "rest5xx"): "as rest429",
+    ("kucoin", "stale"): "in one CI run the pairs resynced from the gap faults while no stale snapshot was served "
+                         "(ccxt waits for 6 messages before its snapshot request); not diagnosed",
 }
 
 

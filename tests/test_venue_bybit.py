@@ -49,7 +49,7 @@ from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live.bybit_book_check import check
 from helios_orderflow.live.ccxt_edge import guard_frames
 from helios_orderflow.live.feed import Feed
-from helios_orderflow.live.venue_checks import frame_check
+from helios_orderflow.live.venue_checks import frame_checks
 from helios_orderflow.recording.reader import read_events
 from tests._signals import interruptible
 from tests.exchange_fixtures import ccxt_client, synthetic_server
@@ -82,7 +82,8 @@ def client(handle: ServerHandle, market: str = "spot", guarded: bool = True, kee
     check, as the live feed runs it."""
     ex = ccxt_client(handle, market, keep_alive_ms=keep_alive_ms)
     if guarded:
-        guard_frames(ex, {}, None, frame_check("bybit", ex))
+        precheck, check = frame_checks("bybit", ex)
+        guard_frames(ex, {}, None, check=check, precheck=precheck)
     return ex
 
 
