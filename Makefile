@@ -28,7 +28,15 @@ demo-backtest: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check helios_orderflow dashboard tests user_data
 	$(PY) -m mypy helios_orderflow dashboard
-	$(PY) -m pytest -q -n 5 --dist loadgroup $(PYTEST_ARGS)
+	@# The venue tests (tests/test_venue_*.py) mostly wait on markets running in real time: they run on 4
+	@# pytest-xdist workers, one file each, beside the rest of the suite, which runs in order as before.
+	@# Their output is shown when both are done.
+	@$(PY) -m pytest -q -n 4 --dist loadfile -p no:cacheprovider tests/test_venue_*.py > .venue-tests.log 2>&1 & \
+	venue_pid=$$!; \
+	$(PY) -m pytest -q --ignore-glob='*/test_venue_*.py' $(PYTEST_ARGS); main=$$?; \
+	wait $$venue_pid; venue=$$?; \
+	echo "---- venue tests (tests/test_venue_*.py, 4 workers) ----"; cat .venue-tests.log; \
+	test $$main -eq 0 -a $$venue -eq 0
 
 bench: $(STAMP)
 	$(PY) -m helios_orderflow.devtools.bench $(BENCH_ARGS)

@@ -37,21 +37,3 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def btcusdt_files(shared_data: Path) -> list[Path]:
     return BTCUSDT_FILES
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n N --dist loadgroup`` (``make test``): each venue's tests (``test_venue_<v>.py``
-    and the ``[<v>]`` cases of ``test_venue_feed_faults.py``) are one group on a worker of their own; every other
-    test is in one group, ``main``, run in order on one worker as before. The venue tests mostly wait on a market
-    that runs in real time, so beside the main group they cost CI little wall time."""
-    for item in items:
-        name = Path(str(item.fspath)).stem
-        if name == "test_venue_feed_faults":
-            venue = item.callspec.params["venue"] if hasattr(item, "callspec") else "faults"
-            group = f"venue_{venue}"
-        elif name.startswith("test_venue_"):
-            group = f"venue_{name.removeprefix('test_venue_')}"
-        else:
-            group = "main"
-        item.add_marker(pytest.mark.xdist_group(group))
