@@ -22,6 +22,8 @@ import heapq
 import zlib
 from collections.abc import Iterable
 
+from helios_orderflow.core.book_checksums import interleaved_crc32
+
 TextLevel = tuple[str, str]  # (price, amount) exactly as the venue sent them
 
 
@@ -42,17 +44,8 @@ def kraken_checksum(asks: Iterable[TextLevel], bids: Iterable[TextLevel]) -> int
 
 def okx_checksum(bids: list[TextLevel], asks: list[TextLevel]) -> int:
     """OKX's CRC32 (signed 32-bit) over up to 25 levels per side, ``bids`` highest first and ``asks``
-    lowest first."""
-    parts: list[str] = []
-    for i in range(25):
-        if i < len(bids):
-            parts.append(bids[i][0])
-            parts.append(bids[i][1])
-        if i < len(asks):
-            parts.append(asks[i][0])
-            parts.append(asks[i][1])
-    crc = zlib.crc32(":".join(parts).encode("ascii"))
-    return crc - (1 << 32) if crc >= (1 << 31) else crc
+    lowest first (``core.book_checksums``)."""
+    return interleaved_crc32(bids, asks)
 
 
 def bitget_checksum(bids: list[TextLevel], asks: list[TextLevel]) -> int:

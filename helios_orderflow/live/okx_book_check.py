@@ -19,29 +19,20 @@ carry none.
 from __future__ import annotations
 
 import json
-import zlib
 from typing import Any
+
+from helios_orderflow.core.book_checksums import DEPTH, interleaved_crc32
 
 #: Channels whose messages carry OKX's 25-level checksum
 CHECKSUM_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
-CHECKSUM_DEPTH = 25
+CHECKSUM_DEPTH = DEPTH
 _STRINGS_ATTR = "_helios_okx_strings"
 
 #: price -> (price string, size string) as the venue sent them, per side
 Side = dict[float, tuple[str, str]]
 
 
-def okx_checksum(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> int:
-    """OKX's CRC32 (signed 32-bit) over ``bids`` (best first) and ``asks`` (best first), 25 of each at most.
-    (The same definition as ``importers.checksums.okx_checksum``; the live layer may not import importers.)"""
-    parts: list[str] = []
-    for i in range(CHECKSUM_DEPTH):
-        if i < len(bids):
-            parts += bids[i]
-        if i < len(asks):
-            parts += asks[i]
-    crc = zlib.crc32(":".join(parts).encode("ascii"))
-    return crc - (1 << 32) if crc >= (1 << 31) else crc
+okx_checksum = interleaved_crc32  # OKX's definition (core.book_checksums)
 
 
 def float_text(value: float) -> str:
