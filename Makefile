@@ -25,18 +25,21 @@ demo: $(STAMP)
 demo-backtest: $(STAMP)
 	$(PY) -m helios_orderflow.devtools.demo --backtest --venue $(EXCHANGE)
 
+# Tests that mostly wait on markets, bots and exchanges running in real time: make test runs them in parallel.
+REALTIME_TESTS = tests/test_venue_*.py tests/test_feed_parity.py tests/test_strategy_live.py \
+	tests/test_exchange_acceptance.py tests/test_feed_fidelity.py tests/test_strategy_whitelist.py
 test: $(STAMP)
 	$(PY) -m ruff check helios_orderflow dashboard tests user_data
 	$(PY) -m mypy helios_orderflow dashboard
-	@# The venue tests (tests/test_venue_*.py) mostly wait on markets running in real time: they run on 4
-	@# pytest-xdist workers, one file each, beside the rest of the suite, which runs in order as before.
+	@# The tests that mostly wait on markets, bots and exchanges running in real time (REALTIME_TESTS) run on
+	@# 4 pytest-xdist workers, one file each, beside the rest of the suite, which runs in order in one process.
 	@# Their output is shown when both are done.
-	@$(PY) -m pytest -q -n 4 --dist loadfile -p no:cacheprovider tests/test_venue_*.py > .venue-tests.log 2>&1 & \
-	venue_pid=$$!; \
-	$(PY) -m pytest -q --ignore-glob='*/test_venue_*.py' $(PYTEST_ARGS); main=$$?; \
-	wait $$venue_pid; venue=$$?; \
-	echo "---- venue tests (tests/test_venue_*.py, 4 workers) ----"; cat .venue-tests.log; \
-	test $$main -eq 0 -a $$venue -eq 0
+	@$(PY) -m pytest -q -n 4 --dist loadfile -p no:cacheprovider $(REALTIME_TESTS) > .realtime-tests.log 2>&1 & \
+	realtime_pid=$$!; \
+	$(PY) -m pytest -q $(foreach f,$(REALTIME_TESTS),--ignore-glob='*$(f)') $(PYTEST_ARGS); main=$$?; \
+	wait $$realtime_pid; realtime=$$?; \
+	echo "---- real-time tests ($(REALTIME_TESTS), 4 workers) ----"; cat .realtime-tests.log; \
+	test $$main -eq 0 -a $$realtime -eq 0
 
 bench: $(STAMP)
 	$(PY) -m helios_orderflow.devtools.bench $(BENCH_ARGS)

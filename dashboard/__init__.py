@@ -1,6 +1,6 @@
 """The Helios liquidity page (Dash): in-process beside the bot, or standalone on a recording.
 
-May import: core, engine, recording.
+May import: core, signals, engine, recording.
 """
 
 from __future__ import annotations

@@ -1,9 +1,17 @@
 """The Dash app: layout, callbacks, basic auth, and a server thread for the strategy.
 
-``create_app(source, settings)`` builds the page over any ``DashboardSource``. The browser asks for a full
-figure when the pair, timeframe, scale or time range changes (``render``), and every ``refresh_ms`` for
-what is new (``tick``): new heatmap columns, line points and bubbles are appended in the browser by
-``assets/live.js`` (no full redraw: the user's pan and zoom stay), walls, signals and candles are replaced.
+``create_app(source, settings)`` builds the page over any ``DashboardSource``: the Plotly liquidity heatmap
+on top, with the session and visible-range volume profiles at its right edge and the footprint over it
+(``profile.py``), and TradingView's Lightweight Charts (candles, VWAP bands, volume, CVD, OFI, walls, markers)
+below it on the same time axis. The browser asks for a full figure when the pair, timeframe, scale, colours,
+views or time range change (``render``); everything newer is pushed to it over a WebSocket (``push.py``): new
+heatmap columns, line points, bubbles and footprint cells are appended in the browser by ``assets/live.js``
+(no full redraw: the user's pan and zoom stay), walls, signals, the session profile and the Lightweight Charts
+data are replaced, the health banner and the time-range control are updated. The browser never polls for live data.
+
+Lightweight Charts is the official standalone build (v5) shipped unmodified, with its Apache-2.0 header, in
+the ``lwcharts`` package (an install requirement); the page serves it from the installed package at
+``LW_SCRIPT_URL``, so it works without internet and the file is never copied into this tree.
 
 ``run_in_thread(source, settings)`` serves the app from a daemon thread (werkzeug, threaded) and returns a
 handle with ``.url`` and ``.stop()``; it refuses a non-loopback bind without credentials.
@@ -11,27 +19,32 @@ handle with ``.url`` and ``.stop()``; it refuses a non-loopback bind without cre
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
+import importlib.util
 import itertools
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import dash
 from dash import Input, Output, State, dcc, html
-from flask import Response, request
+from flask import Response, request, send_file
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.engine.candles import timeframe_us
 
-from . import figures
-from .settings import DashboardSettings, check_bind
+from . import figures, push
+from .profile import SessionProfiles
+from .settings import COLORS, DashboardSettings, HeliosDashboardError, check_bind
 from .sources import DashboardSource
 
 log = logging.getLogger(__name__)
 
+#: Where the page loads Lightweight Charts from (``serve_lightweight_charts``).
+LW_SCRIPT_URL = "/_helios/lightweight-charts.standalone.production.js"
 _TIMEFRAMES = ("1s", "5s", "10s", "15s", "30s", "1m", "3m", "5m", "15m", "30m", "1h", "4h")
 _fig_ids = itertools.count(1)
 
@@ -45,10 +58,6 @@ def timeframe_choices(base: str) -> list[str]:
 def _label(pair: str) -> str:
     exchange, _, symbol = pair.partition(" ")
     return f"{symbol} · {exchange}"
-
-
-def _hms(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%H:%M:%S")
 
 
 def install_basic_auth(server: Any, credentials: tuple[str, str]) -> None:
@@ -66,17 +75,53 @@ def install_basic_auth(server: Any, credentials: tuple[str, str]) -> None:
                         {"WWW-Authenticate": 'Basic realm="helios", charset="UTF-8"'})
 
 
+def lightweight_charts_file() -> Path:
+    """The official Lightweight Charts standalone build inside the installed ``lwcharts`` package."""
+    # Located, not imported: the package's Python side (a pandas wrapper) is not used.
+    spec = importlib.util.find_spec("lwcharts")
+    if spec is None or spec.origin is None:
+        raise HeliosDashboardError("the dashboard needs the 'lwcharts' package (it ships TradingView's Lightweight "
+                                   "Charts): pip install lwcharts, or reinstall helios-orderflow")
+    path = Path(spec.origin).parent / "vendor" / "lightweight-charts.standalone.production.js"
+    if not path.is_file():
+        raise HeliosDashboardError(f"'{path}' is missing: the installed lwcharts package does not ship Lightweight "
+                                   "Charts' standalone build; reinstall it (pip install --force-reinstall lwcharts)")
+    return path
+
+
+def serve_lightweight_charts(server: Any) -> None:
+    """Serve the Lightweight Charts script at ``LW_SCRIPT_URL`` from the installed package (behind the same
+    basic auth as every other route)."""
+    path = lightweight_charts_file()
+
+    @server.route(LW_SCRIPT_URL)
+    def _lightweight_charts() -> Response:
+        return send_file(path, mimetype="text/javascript", max_age=86_400)
+
+
+def _bot_trades(source: DashboardSource, pair: str) -> list[Any]:
+    get = getattr(source, "bot_trades", None)  # only the live source, beside the bot, has any
+    return list(get(pair)) if get is not None else []
+
+
 def create_app(source: DashboardSource, settings: DashboardSettings | None = None, *,
                credentials: tuple[str, str] | None = None) -> dash.Dash:
     """The liquidity page over ``source`` (started here if it has not been). ``credentials``: require
     basic auth (``settings.credentials()`` is used when None and the settings carry some)."""
     s = settings or DashboardSettings()
     creds = credentials or s.credentials()
+    # The footprint and profile settings: the source's (the bot's config, or the replay's), else defaults.
+    helios = getattr(source, "settings", None)
+    helios = helios if isinstance(helios, HeliosSettings) else HeliosSettings()
+    flow = figures.PageFlow.from_settings(helios)
+    sessions = SessionProfiles(flow.lag_us, helios.flow.session_anchor_utc, flow.value_area_pct,
+                               flow.value_area_step)
     # update_title=None turns off Dash's "Updating..." tab title; Dash's own annotation says str, wrongly.
     app = dash.Dash(__name__, title="Helios · liquidity", update_title=None, compress=True,  # type: ignore[arg-type]
-                    assets_folder=str(__import__("pathlib").Path(__file__).parent / "assets"))
+                    assets_folder=str(Path(__file__).parent / "assets"), external_scripts=[LW_SCRIPT_URL])
     if creds is not None:
         install_basic_auth(app.server, creds)
+    serve_lightweight_charts(app.server)
     source.start()
     pairs = source.pairs()
     base_tf = getattr(source, "timeframe", "1m")
@@ -91,6 +136,11 @@ def create_app(source: DashboardSource, settings: DashboardSettings | None = Non
             dcc.RadioItems(id="scale", options=[{"label": " percentile", "value": "percentile"},
                                                 {"label": " log", "value": "log"}],
                            value=s.heatmap_scale, inline=True, className="scale"),
+            dcc.RadioItems(id="colors", options=[{"label": f" {c}", "value": c} for c in COLORS],
+                           value=s.heatmap_colors, inline=True, className="scale colors"),
+            dcc.Checklist(id="views", options=[{"label": " volume profile", "value": "profile"},
+                                               {"label": " footprint", "value": "footprint"}],
+                          value=list(figures.DEFAULT_VIEWS), inline=True, className="follow views"),
             dcc.Checklist(id="follow", options=[{"label": " follow newest", "value": "follow"}],
                           value=["follow"], inline=True, className="follow"),
             html.Div(id="health", className="health warn", children="starting …"),
@@ -99,10 +149,14 @@ def create_app(source: DashboardSource, settings: DashboardSettings | None = Non
             dcc.RangeSlider(id="range", min=0, max=1, value=[0, 1], step=1, allowCross=False,
                             updatemode="mouseup", marks=None, allow_direct_input=False, disabled=True),
         ]),
-        dcc.Graph(id="graph", className="graph", figure=figures.empty_figure("loading …"),
-                  config={"scrollZoom": True, "displaylogo": False, "responsive": True}),
-        dcc.Store(id="meta"), dcc.Store(id="update"), dcc.Store(id="redraw", data=0),
-        dcc.Interval(id="tick", interval=s.refresh_ms),
+        html.Div(className="charts", children=[
+            dcc.Graph(id="graph", className="graph", figure=figures.empty_figure("loading …"),
+                      config={"scrollZoom": True, "displaylogo": False, "responsive": True}),
+            # Lightweight Charts draws into this div (assets/live.js); Dash never re-renders it.
+            html.Div(id="lw", className="lw", **cast(dict[str, Any], {"data-ws": push.WS_URL})),
+        ]),
+        html.Div(id="cursor", className="cursor", children="\u00a0"),
+        dcc.Store(id="meta"), dcc.Store(id="redraw", data=0), dcc.Store(id="lwdata"), html.Div(id="push", hidden=True),
     ])
 
     def window(pair: str, follow: bool, rng: list[int] | None) -> tuple[int | None, int | None]:
@@ -114,81 +168,58 @@ def create_app(source: DashboardSource, settings: DashboardSettings | None = Non
             return max(span[0], span[1] - int(s.window_s * 1e6)), None
         return span[0] + int(rng[0]) * 1_000_000, span[0] + (int(rng[1]) + 1) * 1_000_000
 
-    @app.callback(Output("graph", "figure"), Output("meta", "data"),
+    def technical(hist: Any, pair: str, tf: str, meta: dict[str, Any]) -> dict[str, Any]:
+        return figures.technical_data(hist, tf, int(meta["start_us"]), int(meta["end_us"]), hist.last_ts_us,
+                                      bot_trades=_bot_trades(source, pair))
+
+    @app.callback(Output("graph", "figure"), Output("meta", "data"), Output("lwdata", "data"),
                   Input("pair", "value"), Input("timeframe", "value"), Input("scale", "value"),
+                  Input("colors", "value"), Input("views", "value"),
                   Input("follow", "value"), Input("range", "value"), Input("redraw", "data"), State("meta", "data"))
-    def render(pair: str, tf: str, scale: str, follow: list[str], rng: list[int], _redraw: int,
-               meta: dict[str, Any] | None) -> Any:
+    def render(pair: str, tf: str, scale: str, colors: str, views: list[str], follow: list[str], rng: list[int],
+               _redraw: int, meta: dict[str, Any] | None) -> Any:
         drawn = bool(meta) and meta.get("pair") == pair and not meta.get("empty")  # type: ignore[union-attr]
         if drawn and dash.ctx.triggered_id == "range" and "follow" in (follow or []):
-            return dash.no_update, dash.no_update  # the tick moved the slider; the figure follows anyway
+            # the push socket moved the slider; the figure follows anyway
+            return dash.no_update, dash.no_update, dash.no_update
         hist = source.history(pair) if pair else None
         if hist is None:
             return figures.empty_figure(f"{_label(pair) if pair else 'no pair'}: waiting for data …"), {
-                "pair": pair, "empty": True, "fig_id": next(_fig_ids)}
+                "pair": pair, "empty": True, "fig_id": next(_fig_ids)}, None
         start, end = window(pair, "follow" in (follow or []), rng)
         fig, meta = figures.build_figure(hist, start, end, scale, tf, s.max_display_columns,
-                                         final=not source.live, max_bubbles=s.max_bubbles)
+                                         final=not source.live, max_bubbles=s.max_bubbles, colors=colors,
+                                         views=views or [], flow=flow, session=sessions.profile(pair, hist))
         meta["fig_id"] = next(_fig_ids)
         meta["follow"] = "follow" in (follow or [])
-        return fig, meta
+        # The drawn figure says which it is: pushed columns wait until the graph shows their figure.
+        fig["layout"]["meta"] = {"fig_id": meta["fig_id"]}
+        if meta.get("empty"):
+            return fig, meta, None
+        lw = technical(hist, pair, tf, meta)
+        lw["fig_id"] = meta["fig_id"]
+        return fig, meta, lw
+
+    app.server.extensions["helios_push"] = push.install_push(app, source, technical, window_s=s.window_s,
+                                                             session=sessions.profile)
 
     @app.callback(Output("range", "disabled"), Input("follow", "value"))
     def follow_locks_range(follow: list[str]) -> bool:
         return "follow" in (follow or [])
 
-    @app.callback(Output("update", "data"), Output("health", "children"), Output("health", "className"),
-                  Output("range", "max"), Output("range", "marks"), Output("redraw", "data"), Output("range", "value"),
-                  Input("tick", "n_intervals"), State("pair", "value"), State("meta", "data"),
-                  State("redraw", "data"), State("range", "max"), State("follow", "value"))
-    def tick(_n: int, pair: str, meta: dict[str, Any] | None, redraw: int, rmax: int, follow: list[str]) -> Any:
-        out = _tick(pair, meta, redraw, rmax)
-        value: Any = dash.no_update
-        if out[3] is not dash.no_update and "follow" in (follow or []):
-            m = out[3]
-            value = [max(0, m - int(s.window_s)), m]
-        return (*out, value)
-
-    def _tick(pair: str, meta: dict[str, Any] | None, redraw: int, rmax: int) -> tuple[Any, ...]:
-        no = dash.no_update
-        health = source.health(pair) if pair else None
-        banner = (health.text, f"health {health.level}") if health else ("no pair", "health warn")
-        hist = source.history(pair) if pair else None
-        span = hist.span() if hist is not None else None
-        new_max: Any = no
-        marks: Any = no
-        if span is not None:
-            m = max(1, (span[1] - span[0]) // 1_000_000 - 1)
-            if m != rmax:
-                new_max = m
-                marks = {int(k): _hms(span[0] + int(k) * 1_000_000) for k in (0, m // 4, m // 2, 3 * m // 4, m)}
-        if hist is None or not meta or meta.get("pair") != pair:
-            return no, *banner, new_max, marks, no
-        if meta.get("empty"):
-            return no, *banner, new_max, marks, (redraw or 0) + (1 if span is not None else 0) or no
-        if not meta.get("follow"):
-            return no, *banner, new_max, marks, no
-        kind, upd = figures.build_update(hist, meta, final=not source.live)
-        if kind == "redraw":
-            return no, *banner, new_max, marks, (redraw or 0) + 1
-        if kind == "append" and upd is not None:
-            upd["from_seq"] = meta["seq"]
-            upd["fig_id"] = meta["fig_id"]
-            upd["meta"]["fig_id"] = meta["fig_id"]
-            return upd, *banner, new_max, marks, no
-        return no, *banner, new_max, marks, no
-
     app.clientside_callback(
-        dash.ClientsideFunction(namespace="helios", function_name="apply"),
-        Output("meta", "data", allow_duplicate=True),
-        Input("update", "data"), State("meta", "data"),
-        prevent_initial_call=True,
+        dash.ClientsideFunction(namespace="helios", function_name="subscribe"),
+        Output("push", "title"), Input("meta", "data"),
+    )
+    app.clientside_callback(
+        dash.ClientsideFunction(namespace="helios", function_name="technical"),
+        Output("lw", "title"), Input("lwdata", "data"), State("meta", "data"),
     )
     return app
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """No access log line per request (the page polls every second)."""
+    """No access log line per request (every figure and script request would log one)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
@@ -202,8 +233,11 @@ class ServerHandle:
     server: BaseWSGIServer
     thread: threading.Thread
     source: DashboardSource
+    #: The push sockets (``hub.drop_all()`` cuts them, as a server restart would).
+    hub: push.Hub
 
     def stop(self) -> None:
+        self.hub.drop_all(refuse_for_s=3600.0)  # the sockets' threads end; no page reconnects meanwhile
         self.server.shutdown()
         self.thread.join(timeout=5)
         self.server.server_close()
@@ -224,4 +258,4 @@ def run_in_thread(source: DashboardSource, settings: DashboardSettings | None = 
     thread = threading.Thread(target=server.serve_forever, name="helios-dashboard", daemon=True)
     thread.start()
     log.info("Helios dashboard at %s", url)
-    return ServerHandle(url, server, thread, source)
+    return ServerHandle(url, server, thread, source, app.server.extensions["helios_push"])

@@ -8,6 +8,9 @@ Both scales are a list of 254 ascending size thresholds; a size s > 0 gets level
   proportional to log size above the typical level (one huge wall stands out, the rest of the book is dark).
 The thresholds are computed once per figure and reused for appended live columns, so colours do not
 shift while the page updates (a size above the top threshold stays at 255).
+
+Colours (``helios.dashboard.heatmap_colors``, and a control on the page): ``bookmap`` (black -> blue -> cyan ->
+green -> yellow -> red -> white) or the design's ``black-yellow-red``; each has a ramp for each scaling.
 """
 
 from __future__ import annotations
@@ -45,8 +48,40 @@ COLORSCALE_LOG: list[list[float | str]] = [
 ]
 
 
-def colorscale(scale: str) -> list[list[float | str]]:
-    return COLORSCALE_LOG if scale == "log" else COLORSCALE
+#: The design's black-yellow-red: black (empty) -> dark amber (most of the book) -> yellow -> orange -> red (the
+#: largest sizes). Percentile levels: the top few percent of cells (walls) take the red end.
+COLORSCALE_BYR: list[list[float | str]] = [
+    [0.0, "#000000"],
+    [0.004, "#0a0700"],
+    [0.4, "#2b2000"],
+    [0.7, "#6b5600"],
+    [0.85, "#b89a00"],
+    [0.93, "#ffe14d"],
+    [0.97, "#ffa31a"],
+    [0.99, "#ff4d1a"],
+    [1.0, "#ff0000"],
+]
+#: For log levels (as COLORSCALE_LOG: typical sizes sit low on the ramp, the bright colours get a wider share).
+COLORSCALE_BYR_LOG: list[list[float | str]] = [
+    [0.0, "#000000"],
+    [0.004, "#0a0700"],
+    [0.3, "#3d2f00"],
+    [0.5, "#8a7200"],
+    [0.65, "#e0c200"],
+    [0.75, "#ffe14d"],
+    [0.85, "#ffa31a"],
+    [0.93, "#ff4d1a"],
+    [1.0, "#ff0000"],
+]
+#: Colour ramps by ``helios.dashboard.heatmap_colors`` (DASHBOARD_COLORS): (percentile ramp, log ramp).
+RAMPS = {"bookmap": (COLORSCALE, COLORSCALE_LOG), "black-yellow-red": (COLORSCALE_BYR, COLORSCALE_BYR_LOG)}
+
+
+def colorscale(scale: str, colors: str = "bookmap") -> list[list[float | str]]:
+    """The Plotly colour scale for a scaling (``percentile`` or ``log``) and a ramp (``RAMPS``)."""
+    pct, log = RAMPS.get(colors, RAMPS["bookmap"])
+    return log if scale == "log" else pct
+
 
 def thresholds(sizes: np.ndarray, scale: str) -> np.ndarray:
     """254 ascending thresholds (float64) for the finite, positive values in ``sizes``."""

@@ -11,6 +11,7 @@ import ipaddress
 
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.core.settings import (
+    DASHBOARD_COLORS,
     DASHBOARD_ENV_PASSWORD,
     DASHBOARD_ENV_USER,
     DASHBOARD_SCALES,
@@ -21,9 +22,14 @@ from helios_orderflow.core.settings import (
 ENV_USER = DASHBOARD_ENV_USER
 ENV_PASSWORD = DASHBOARD_ENV_PASSWORD
 SCALES = DASHBOARD_SCALES
+COLORS = DASHBOARD_COLORS
 
-__all__ = ["ENV_PASSWORD", "ENV_USER", "SCALES", "DashboardAuthError", "DashboardSettings", "check_bind",
-           "is_loopback"]
+__all__ = ["COLORS", "ENV_PASSWORD", "ENV_USER", "SCALES", "DashboardAuthError", "DashboardSettings",
+           "HeliosDashboardError", "check_bind", "is_loopback"]
+
+
+class HeliosDashboardError(HeliosError):
+    """The page cannot start (a missing piece of its installation)."""
 
 
 class DashboardAuthError(HeliosError):

@@ -7,10 +7,9 @@ turns engine state into per-pair ``PairHistory`` (bounded) and never block the w
   through one ``PairEngine`` per (exchange, symbol), as fast as it can or at ``pace`` x event time (a
   replay that behaves like a live feed). History columns are widened for long recordings so the whole
   recording fits in ``history_columns`` (the time-range control scrubs all of it).
-- ``SharedStateSource(state)``: polls the live feed's ``SharedState`` every ``poll_s`` seconds and appends
-  the heatmap columns each pair's engine published since the last poll (the engine hands out its newest
-  few columns per snapshot; a poll interval well under their span loses nothing, a slower one counts
-  ``missed_columns``).
+- ``SharedStateSource(state)``: polls the live feed's ``SharedState`` every ``poll_s`` seconds for candles,
+  walls, signals and health; its heatmap is the engine's own, as published (``PairState.heatmap.since``
+  reads the engine's ring): the page keeps no copy and loses no column, however slowly it polls.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +28,7 @@ from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.recording.reader import list_streams, read_events, stream_span
 
+from .bot_trades import BotTrade, freqtrade_trades
 from .history import PairHistory
 from .settings import DashboardSettings
 
@@ -74,8 +74,13 @@ def _column_us(interval_us: int, span_us: float, capacity: int) -> int:
 class _EngineFeed:
     """Copies one engine's new heatmap columns and state into a PairHistory (shared by both sources)."""
 
-    def __init__(self, exchange: str, symbol: str, column_us_for: Any, capacity: int) -> None:
+    def __init__(self, exchange: str, symbol: str, column_us_for: Any, capacity: int,
+                 sample_us: int | None = None, *, live: bool = False) -> None:
+        """``live``: the history reads the engine's own heatmap (``EngineColumns``); else columns are merged
+        into ``capacity`` columns of ``column_us_for()`` (a replay)."""
+        self._live = live
         self.exchange = exchange
+        self._sample_us = sample_us
         self.symbol = symbol
         self.history: PairHistory | None = None
         self.last_seq = 0
@@ -87,20 +92,19 @@ class _EngineFeed:
         cols = state.heatmap if state is not None else None
         if cols is not None and cols.seq > self.last_seq:
             if self.history is None:
-                self.history = PairHistory(self.exchange, self.symbol, cols.bin_size, cols.half_bins,
-                                           self._column_us_for(), self._capacity)
-            n = len(cols.ts_us)
-            new = cols.seq - self.last_seq
-            if new > n:
-                self.missed_columns += new - n
-                new = n
-            scalars = (
-                state.best_bid if state.best_bid is not None else math.nan,
-                state.best_ask if state.best_ask is not None else math.nan,
-                state.cvd_total, state.ofi_total,
-            )
-            for i in range(n - new, n):
-                self.history.add_engine_column(cols, i, scalars)
+                if self._live:
+                    self.history = PairHistory.of_engine(self.exchange, self.symbol, cols,
+                                                         self._sample_us or self._column_us_for())
+                else:
+                    self.history = PairHistory(self.exchange, self.symbol, cols.bin_size, cols.half_bins,
+                                               self._column_us_for(), self._capacity, sample_us=self._sample_us)
+            if self._live:
+                self.history.add_engine_columns(cols)  # the engine's ring, read where it is
+            else:
+                new = cols.since(self.last_seq)
+                if new is not None:
+                    self.missed_columns += new.first_seq - self.last_seq - 1
+                    self.history.add_engine_columns(new)
             self.last_seq = cols.seq
         if self.history is not None:
             self.history.set_state(state, tuple(candles), timeframe)
@@ -250,17 +254,16 @@ class SharedStateSource:
     """The live feed's SharedState (see the module docstring)."""
 
     def __init__(self, state: Any, *, settings: HeliosSettings | None = None,
-                 dashboard: DashboardSettings | None = None, poll_s: float = 0.25) -> None:
+                 dashboard: DashboardSettings | None = None, poll_s: float = 0.25,
+                 bot_trades: Callable[[str], list[BotTrade]] | None = freqtrade_trades) -> None:
         self.state = state
+        self._bot_trades = bot_trades
+        self._trades_cache: dict[str, tuple[float, list[BotTrade]]] = {}
         self.settings = settings or HeliosSettings()
         self.dashboard = dashboard or DashboardSettings()
         self.poll_s = poll_s
-        interval_us = self.settings.heatmap.snapshot_interval_ms * 1000
-        col = _column_us(interval_us, self.dashboard.window_s * 1e6, self.dashboard.history_columns)
-        self._feeds = {
-            pair_key(state.exchange, s): _EngineFeed(state.exchange, s, lambda c=col: c, self.dashboard.history_columns)
-            for s in state.symbols
-        }
+        self._feeds: dict[str, _EngineFeed] = {}
+        self._follow_pairs()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -274,6 +277,19 @@ class SharedStateSource:
     def history(self, pair: str) -> PairHistory | None:
         f = self._feeds.get(pair)
         return None if f is None else f.history
+
+    def bot_trades(self, pair: str) -> list[BotTrade]:
+        """The bot's entries and exits in ``pair`` (markers on the candles); read at most every 2 s (a
+        database query in the bot's process)."""
+        f = self._feeds.get(pair)
+        if f is None or self._bot_trades is None:
+            return []
+        now = time.monotonic()
+        hit = self._trades_cache.get(pair)
+        if hit is None or now - hit[0] > 2.0:
+            hit = (now, self._bot_trades(f.symbol))
+            self._trades_cache[pair] = hit
+        return hit[1]
 
     @property
     def missed_columns(self) -> int:
@@ -296,10 +312,29 @@ class SharedStateSource:
             word = "STALE" if any(p.startswith("stale") for p in problems) else "UNHEALTHY"
             return Health("bad", f"{word}: {'; '.join(problems)} · {counts}")
         age = self.state.age_s(f.symbol)
+        warnings = self.state.warnings(f.symbol)  # e.g. recording paused on a full disk: trading goes on
+        if warnings:
+            return Health("warn", f"live · book updated {age:.1f} s ago · {'; '.join(warnings)} · {counts}")
         return Health("ok", f"live · book updated {age:.1f} s ago · {counts}")
+
+    def _follow_pairs(self) -> None:
+        """One history per pair the feed carries now (the feed follows Freqtrade's whitelist): a pair that
+        joined gets one, a pair that left is dropped. The dict is swapped whole (web threads read it)."""
+        symbols = self.state.symbols
+        keys = [pair_key(self.state.exchange, s) for s in symbols]
+        if list(self._feeds) == keys:
+            return
+        interval_us = self.settings.heatmap.snapshot_interval_ms * 1000
+        col = _column_us(interval_us, self.dashboard.window_s * 1e6, self.dashboard.history_columns)
+        self._feeds = {
+            key: self._feeds.get(key) or _EngineFeed(self.state.exchange, s, lambda c=col: c,
+                                                     self.dashboard.history_columns, sample_us=interval_us, live=True)
+            for key, s in zip(keys, symbols, strict=True)
+        }
 
     def poll_once(self) -> None:
         """Copy whatever the feed published since the last poll (the poller thread calls this)."""
+        self._follow_pairs()
         for f in self._feeds.values():
             snap = self.state.get(f.symbol)
             if snap is None or snap.engine is None:

@@ -7,7 +7,8 @@ Sub-packages by layer, lowest first; each may import only the layers its ``__ini
 exchange); ``live`` (the feed thread and shared state); ``freqtrade`` (strategy base, rule, config); ``cli``.
 ``devtools`` (demo, soak, benchmarks) is not installed.
 
-Kept import paths: ``helios_orderflow.strategy.HeliosStrategy``, ``helios_orderflow.exchange.start_in_thread``.
+Kept import paths: ``helios_orderflow.strategy.HeliosStrategy``, ``helios_orderflow.exchange.start_in_thread``,
+``helios_orderflow.freqtrade_orderflow.populate``.
 """
 
 __version__ = "0.1.0"

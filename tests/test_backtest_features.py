@@ -25,7 +25,7 @@ from helios_orderflow.recording import RecordingWriter
 ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 ORIGIN_US = int(ORIGIN.timestamp()) * 1_000_000
 MINUTES = 30
-SEED = 3  # this seed's market shows bullish absorption at a protected bid wall in minutes 3, 6 and 8
+SEED = 11  # this seed's market shows bullish absorption at a protected bid wall in minutes 5, 8, 11, 16 and 17
 HELIOS = {"heatmap": {"bin_size": 0.5}, "decision": {"rsi_buy_below": 100, "rsi_sell_above": 100, "rsi_period": 3}}
 
 

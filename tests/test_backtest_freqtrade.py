@@ -60,6 +60,8 @@ def userdir(tmp_path_factory: pytest.TempPathFactory, exchange: ExchangeProcess)
     assert "BTC/USDT" in out
     config = json.loads((ROOT / "user_data" / "config.backtest.json").read_text())
     config["exchange"]["ccxt_config"] = ccxt_config(exchange.url)
+    # RSI 50 / 50 (the example config keeps the defaults, 30 / 70): entries often enough in 6 hours to check each
+    config["helios"]["decision"] = {"rsi_buy_below": 50, "rsi_sell_above": 50}
     # ETH/USDT has no recording: it must get one warning and neutral features, no trades, no crash.
     config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
     (ud / "config.json").write_text(json.dumps(config))

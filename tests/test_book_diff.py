@@ -196,3 +196,19 @@ def test_tracking_ccxt_sides_gives_the_same_events_as_comparing_whole_books():
             assert rebuilt["bids"] == {p: q for p, q in book["bids"][:depth]}
             assert rebuilt["asks"] == {p: q for p, q in book["asks"][:depth]}
     assert tracked.deltas > 0
+
+
+def test_contract_amounts_become_base_amounts_as_the_venues_decimals_read_and_inverse_contracts_stay():
+    from helios_orderflow.book.diff import base_amount, to_base
+    from helios_orderflow.live.ccxt_edge import amount_scale
+
+    assert 3.0 * 0.1 != 0.3 and 9.0 * 0.001 != 0.009  # the product alone is off by an ulp
+    assert base_amount(3.0, 0.1) == 0.3 and base_amount(9.0, 0.001) == 0.009 and base_amount(7.0, 0.01) == 0.07
+    assert to_base(((100.5, 3.0),), 0.1) == ((100.5, 0.3),)
+    levels = ((1.0, 2.0),)
+    assert to_base(levels, 1.0) is levels
+    okx_swap = {"contract": True, "linear": True, "contractSize": 0.01}
+    assert amount_scale(okx_swap) == 0.01
+    assert amount_scale({"contract": True, "linear": True, "contractSize": 1.0}) == 1.0  # Bybit, Binance USD-M
+    assert amount_scale({"contract": True, "linear": False, "inverse": True, "contractSize": 100.0}) == 1.0
+    assert amount_scale({"contract": False, "spot": True, "contractSize": None}) == 1.0

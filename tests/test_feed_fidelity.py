@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from helios_orderflow.book.sync import BookSync
 from helios_orderflow.core.events import BookDelta, BookSnapshot, Event, Trade
 from helios_orderflow.emulator import start_in_thread
 from helios_orderflow.emulator.replay import ReplaySource
@@ -31,30 +30,12 @@ from helios_orderflow.importers.binance_raw import iter_events
 from helios_orderflow.live.feed import Feed
 from helios_orderflow.recording.reader import read_events
 from helios_orderflow.recording.writer import RecordingWriter
+from tests.exchange_fixtures import book_samples
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SPAN_US = 50_000_000
 STEP_US = 100_000  # the exchange's diff grid
-
-
-def _book_samples(events: list[tuple[int, Event]], grid: list[int]) -> list[tuple[float, float, float, float] | None]:
-    """Best bid price/size and ask price/size after every event with time < each grid point (events
-    sorted by time); None where the book is not in sync."""
-    sync = BookSync()
-    out: list[tuple[float, float, float, float] | None] = []
-    i = 0
-    for g in grid:
-        while i < len(events) and events[i][0] < g:
-            ev = events[i][1]
-            if isinstance(ev, BookSnapshot):
-                sync.on_snapshot(ev)
-            elif isinstance(ev, BookDelta):
-                sync.on_delta(ev)
-            i += 1
-        bid, ask = sync.book.bids.best(), sync.book.asks.best()
-        out.append((*bid, *ask) if sync.in_sync and bid and ask else None)
-    return out
 
 
 def test_replayed_real_btcusdt_trades_and_best_prices_arrive_intact(btcusdt_files: list[Path], tmp_path: Path):
@@ -108,8 +89,8 @@ def test_replayed_real_btcusdt_trades_and_best_prices_arrive_intact(btcusdt_file
     stop = sim(source_events[-1].local_ts_us)
     grid = [t - t % STEP_US + STEP_US // 2 for t in range(start, stop, 1_000_000)]
     # the exchange published, at diff time T, the source events timed before T
-    src_at = _book_samples(src_timed, [g - g % STEP_US for g in grid])
-    live_at = _book_samples(live_timed, [g + 1 for g in grid])
+    src_at = book_samples(src_timed, [g - g % STEP_US for g in grid])
+    live_at = book_samples(live_timed, [g + 1 for g in grid])
     pairs = [(a, b) for a, b in zip(src_at, live_at, strict=True) if a is not None]
     same = sum(a == b for a, b in pairs)
     print(f"fidelity: {len(got)} of {len(src_trades)} source trades received (all after the subscription); "

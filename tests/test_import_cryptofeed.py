@@ -401,3 +401,11 @@ def test_symbol_and_exchange_options_keep_only_that_stream():
     assert Counter(type(e).__name__ for e in events) == {"BookDelta": 159, "BestBidOffer": 58, "Trade": 11,
                                                          "BookSnapshot": 1}
     assert stats.events == len(events)
+
+
+def test_a_capture_url_damaged_into_an_unparsable_host_is_an_unknown_venue_not_a_crash():
+    from helios_orderflow.importers.cryptofeed import url_host, venue_from_url
+
+    damaged = "wss://stream.binance.com:[]/stream?streams=nknusdt@depth@100ms"  # found by the importer fuzz test
+    assert url_host(damaged) == "" and venue_from_url(damaged) is None
+    assert venue_from_url("wss://stream.binance.com:9443/stream?streams=x") == "binance"

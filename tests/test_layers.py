@@ -33,7 +33,8 @@ PACKAGE = "helios_orderflow"
 #: Top-level packages beside ``helios_orderflow`` that are layers of their own.
 EXTRA_PACKAGES = ("dashboard",)
 #: The kept import paths: shim module -> the one layer it re-exports.
-SHIMS = {f"{PACKAGE}.strategy": "freqtrade", f"{PACKAGE}.exchange": "emulator"}
+SHIMS = {f"{PACKAGE}.strategy": "freqtrade", f"{PACKAGE}.exchange": "emulator",
+         f"{PACKAGE}.freqtrade_orderflow": "freqtrade"}
 #: The root package's own layer name (``helios_orderflow/__init__.py``: ``__version__``).
 ROOT_LAYER = "<root>"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 import sys
 
@@ -35,7 +36,11 @@ libc.free(p)
 
 
 def _mmapped_bytes_of_a_512k_block(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, check=True)
+    # glibc's own defaults: any MALLOC_*_ variable or GLIBC_TUNABLES set in the environment turns the dynamic
+    # threshold off (a Dask LocalCluster started earlier in the same test process sets MALLOC_TRIM_THRESHOLD_
+    # in its parent's environment, for the workers it spawns)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, check=True, env=env)
     return int(out.stdout.strip())
 
 

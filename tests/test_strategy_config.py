@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -98,3 +99,15 @@ def test_docs_table_lists_every_key_with_its_default() -> None:
     # ... and no row for a key the settings do not have (a deleted setting leaves the table with it).
     documented = re.findall(r"^\| `([a-z_]+\.[a-z_0-9]+)` \| `", text, re.M)
     assert sorted(documented) == sorted(key for key, _, _ in rows)
+
+
+def test_a_retired_key_from_an_older_config_loads_with_a_warning_saying_what_to_do(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from helios_orderflow.core.settings import HeliosSettings
+
+    with caplog.at_level(logging.WARNING, logger="helios_orderflow.core.settings"):
+        settings = HeliosSettings.from_dict({"dashboard": {"refresh_ms": 500, "window_s": 60}})
+    assert settings.dashboard.window_s == 60
+    assert [r.getMessage() for r in caplog.records] == [
+        "helios: helios.dashboard.refresh_ms is no longer used (the page no longer polls: the server pushes "
+        "updates over a WebSocket; delete the key)"]

@@ -33,7 +33,7 @@ STRATEGY_FILE = ROOT / "user_data" / "strategies" / "HeliosStrategy.py"
 ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)
 ORIGIN_US = int(ORIGIN.timestamp()) * 1_000_000
 MINUTES = 30
-SEED = 3  # this seed's market shows bullish absorption at a protected bid wall in minutes 3, 6 and 8
+SEED = 11  # this seed's market shows bullish absorption at a protected bid wall in minutes 5, 8, 11, 16 and 17
 HELIOS = {"heatmap": {"bin_size": 0.5}, "decision": {"rsi_period": 3}}
 
 
@@ -73,10 +73,14 @@ def test_freqtrade_finds_exactly_one_heliosstrategy_with_its_buy_parameters() ->
     assert helios == {str(STRATEGY_FILE)}
     cls = strategy_file_class()
     params = detect_all_parameters(cls)
-    assert set(params) == {"buy"}
+    assert set(params) == {"buy", "sell"}
     assert {name: (type(p), p.value) for name, p in params["buy"].items()} == {
         "buy_rsi": (IntParameter, 30), "short_rsi": (IntParameter, 70),
-        "buy_absorption_candles": (IntParameter, 1), "buy_wall_min_bps": (DecimalParameter, 0.0)}
+        "buy_absorption_candles": (IntParameter, 1), "buy_wall_min_bps": (DecimalParameter, 0.0),
+        "buy_absorption_frac": (DecimalParameter, 0.5), "buy_wall_size_k": (DecimalParameter, 0.0),
+        "buy_wall_min_age_s": (IntParameter, 0)}
+    assert {name: (type(p), p.value) for name, p in params["sell"].items()} == {
+        "sell_exhaustion_volume_frac": (DecimalParameter, 0.7)}
     assert cls.order_types["entry"] == "limit" and cls.process_only_new_candles is False
     # The package's kept name is the base the file subclasses.
     assert issubclass(cls, HeliosStrategy) and HeliosStrategy is HeliosBase

@@ -24,10 +24,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -51,8 +47,8 @@ from helios_orderflow.live.ccxt_edge import guard_frames
 from helios_orderflow.live.feed import Feed
 from helios_orderflow.live.venue_checks import frame_checks
 from helios_orderflow.recording.reader import read_events
-from tests._signals import interruptible
-from tests.exchange_fixtures import ccxt_client, synthetic_server
+from tests.exchange_fixtures import ccxt_client, freeze_after_a_push, synthetic_server
+from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
 
 pytestmark = pytest.mark.integration
 
@@ -162,22 +158,6 @@ async def follow_bybit_books(ex: Any, handle: ServerHandle, symbols: list[str], 
 
     await asyncio.gather(*(one(s) for s in symbols))
     return stats
-
-
-def freeze_after_a_push(handle: ServerHandle) -> None:
-    """Freeze the market right after a step on which the 200 ms topics (``orderbook.1000``, spot
-    ``orderbook.200``) push: frozen after any other step, they would hold the book of 100 ms before, as Bybit's
-    200 ms topics do until their next push, which a frozen market never brings."""
-    d = dialect(handle)
-
-    def freeze_if_pushed() -> bool:
-        if handle.server.frozen or d.slow_topics_pushed_last():
-            handle.server.freeze()
-            return True
-        return False
-
-    while not handle.call(freeze_if_pushed):
-        time.sleep(0.02)
 
 
 def topic_state(handle: ServerHandle, symbol: str, depth: int) -> tuple[int, list, list]:
@@ -796,90 +776,35 @@ def test_helios_exchange_venue_bybit_serves_synthetic_and_replayed_markets_and_p
             assert proc.stop() == 0
 
 
-# ---- Freqtrade ------------------------------------------------------------------------------------------------
-#: Per venue, what the helios section needs beyond the defaults on that venue's local exchange. Bybit: no best
-#: bid/offer stream (it would share ccxt's one book per symbol with the depth-1000 book, see above).
-VENUE_HELIOS: dict[str, dict[str, Any]] = {"bybit": {"feed": {"bbo": False}}}
-#: This seed's BTC/USDT shows bullish absorption at a protected bid wall 3 and 4 minutes after the market's
-#: origin (tests/test_strategy_live.py); a trade is waited for until WAIT_TRADE_S.
-FT_SEED = 28
-WAIT_TRADE_S = 480
-
-
-def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path) -> dict[str, Any]:
-    """A real ``freqtrade trade --dry-run`` with ``HeliosStrategy`` against ``venue``'s spot dialect on a seeded
-    synthetic market: it starts, loads markets, fetches candles (REST and websocket), runs the live feed and
-    opens a trade. Returns what was measured (seconds to the trade, REST paths, subscriptions, the trade)."""
-    from helios_orderflow.devtools.demo import child_env
-    from helios_orderflow.emulator import SyntheticSource, start_in_thread
-    from helios_orderflow.emulator.dialects import dialect_class
-
-    cls = dialect_class(venue)
-    userdir = tmp_path / "user_data"
-    (userdir / "strategies").mkdir(parents=True)
-    (userdir / "strategies" / "HeliosStrategy.py").write_text(
-        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
-    db = userdir / "trades.sqlite"
-    log = userdir / "freqtrade.log"
-    with start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=FT_SEED, history_minutes=300),
-                         venue=venue) as exchange:
-        config = json.loads((ROOT / "user_data" / "config.dryrun.json").read_text())
-        config["exchange"]["name"] = cls.ccxt_id("spot")
-        config["exchange"]["ccxt_config"] = cls.ccxt_config(exchange.url, "spot")
-        config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
-        # the RSI condition is opened up so that the seeded absorption setup alone decides the entry
-        config["helios"]["decision"] = {"rsi_buy_below": 100, "rsi_sell_above": 100}
-        config["helios"]["dashboard"] = {"enabled": False}
-        config["helios"]["recording"] = {"enabled": False}
-        config["helios"].update(VENUE_HELIOS.get(venue, {}))
-        config["db_url"] = f"sqlite:///{db}"
-        (userdir / "config.json").write_text(json.dumps(config))
-        t0 = time.monotonic()
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(userdir / "config.json"),
-                 "--userdir", str(userdir), "--strategy", "HeliosStrategy"],
-                cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-            try:
-                trade: tuple | None = None
-                while time.monotonic() - t0 < WAIT_TRADE_S and proc.poll() is None and trade is None:
-                    time.sleep(3)
-                    if db.exists():
-                        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
-                            with contextlib.suppress(sqlite3.OperationalError):
-                                trade = con.execute("select id, pair, open_rate, amount, enter_tag from trades "
-                                                    "order by id").fetchone()
-                took = time.monotonic() - t0
-                assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
-            finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-        rest = dict(exchange.log.rest_by_path)
-        subscriptions = dict(exchange.log.subscriptions)
-    text = log.read_text(errors="replace")
-    assert trade is not None, f"no trade within {WAIT_TRADE_S} s; freqtrade log tail:\n{text[-4000:]}"
-    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
-    assert errors == [], errors[:5]
-    assert "helios: live order-flow feed started" in text
-    return {"seconds_to_trade": took, "trade": trade, "rest": rest, "subscriptions": subscriptions}
-
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open problem: passed alone; in CI beside the suite and the other "
-                   "venues' dry-runs the log never said the feed started within the wait (no error); "
-                   "not diagnosed")
+def test_twelve_spot_pairs_all_get_trades_although_bybit_refuses_more_than_ten_args_a_subscription(tmp_path: Path):
+    """Bybit spot refuses a subscribe request with more than 10 args ("args size >10", as the real venue); ccxt
+    4.5.90 sends one multi-symbol trades watch as one request, so a feed following 11 pairs or more got no trade
+    at all (found by the 20-pair benchmark). The feed splits its trade watchers into groups of 10: every one of
+    12 pairs gets its trades, with no error."""
+    pairs = [f"{b}/USDT" for b in ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE", "ADA", "LTC", "LINK", "AVAX", "DOT",
+                                   "TRX")]
+    with bybit_server(pairs, seed=3) as handle:
+        feed = Feed("bybit", pairs, FEED_SETTINGS, ccxt_config=handle.ccxt_config(), engine=False)
+        feed.start()
+        try:
+            wait_for(lambda: all((st := feed.state.get(s)) is not None and st.health.trades >= 5 for s in pairs),
+                     60, "five trades on every pair")
+            health = {s: feed.state.get(s).health for s in pairs}
+        finally:
+            feed.stop()
+        subscribed = {k for k in handle.log.subscriptions if k.startswith("publicTrade.")}
+    assert subscribed == {"publicTrade." + s.replace("/", "") for s in pairs}
+    assert all(h.errors == 0 and h.last_error is None for h in health.values()), health
+
+
+# ---- Freqtrade ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_freqtrade_dry_run_with_helios_strategy_opens_a_trade_on_bybit_spot(tmp_path: Path):
     got = freqtrade_dry_run_opens_a_trade("bybit", tmp_path)
-    _id, pair, open_rate, _amount, _tag = got["trade"]
-    assert pair in ("BTC/USDT", "ETH/USDT")
-    assert any(abs(open_rate / p - 1) < 0.05 for p in (60000.0, 3000.0)), open_rate
     rest, subs = got["rest"], got["subscriptions"]
     assert rest["/v5/market/instruments-info"] >= 1 and rest["/v5/market/kline"] >= 2  # markets, each pair's candles
     assert {"kline.1.BTCUSDT", "kline.1.ETHUSDT"} <= set(subs)  # Freqtrade's candles by websocket
     assert {"orderbook.1000.BTCUSDT", "publicTrade.BTCUSDT"} <= set(subs)  # the Helios feed
-    print(f"\nfreqtrade on bybit: trade {got['trade']} after {got['seconds_to_trade']:.0f} s; REST {rest}")
+    print(f"\nbybit freqtrade: {got['trade']} after {got['seconds']:.0f} s; REST {rest}")

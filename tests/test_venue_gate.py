@@ -20,10 +20,6 @@ import asyncio
 import functools
 import itertools
 import json
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -33,16 +29,20 @@ import aiohttp
 import ccxt
 import pytest
 
-from helios_orderflow.book.sync import BookSync
-from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap, Trade
-from helios_orderflow.emulator import SyntheticSource, start_in_thread
 from helios_orderflow.emulator.dialects import dialect_class
 from helios_orderflow.emulator.instruments import instrument
 from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live import gate_book_check
 from helios_orderflow.live.feed import Feed
-from helios_orderflow.recording.reader import read_events
-from tests.exchange_fixtures import ccxt_client, collect_trades, converge, follow_books, synthetic_server
+from tests.exchange_fixtures import (
+    ccxt_client,
+    collect_trades,
+    converge,
+    feed_rebuilds_the_servers_books,
+    follow_books,
+    synthetic_server,
+)
+from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,9 @@ def test_ccxt_reads_gate_spot_markets_books_candles_tickers_and_trades_over_rest
             ob = await ex.fetch_order_book("HC/USDT", 1000)
             last_id, bids, asks = handle.book("HC/USDT", 1000)
             assert (ob["nonce"], ob["bids"], ob["asks"]) == (last_id, bids, asks)
-            assert len(bids) > 100 and bids[0][0] < asks[0][0]
+            # deeper than Gate's default page of 10 levels: the limit asked for is served (the thin HC/USDT book of
+            # the calibrated market holds about 75 levels a side)
+            assert len(bids) > 20 and bids[0][0] < asks[0][0]
             candles = await ex.fetch_ohlcv("BTC/USDT", "1m", limit=250)
             assert len(candles) == 250 and all(b[0] - a[0] == 60_000 for a, b in itertools.pairwise(candles))
             assert candles[-1][0] == handle.server.now_ms() // 60_000 * 60_000  # the open candle is now's
@@ -404,58 +406,10 @@ def test_the_eu_channel_syncs_from_rest_and_ccxt_raises_on_a_broken_chain(spec: 
 # ---- the live feed ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_feed_follows_three_gate_pairs_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
-    exchange = start_in_thread(SyntheticSource(PAIRS, seed=11), record=True, record_depth=100,
-                               record_history=100_000, venue=VENUE)
-    feed = Feed(VENUE, PAIRS, ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec", timeframe="2s")
-    try:
-        feed.start()
-        deadline = time.monotonic() + 30
-        while not all(feed.state.is_healthy(s) for s in PAIRS):
-            assert time.monotonic() < deadline, "the pairs never turned healthy"
-            time.sleep(0.1)
-        time.sleep(20)
-        exchange.freeze()
-        final = {s: exchange.book(s, 100) for s in PAIRS}
-        deadline = time.monotonic() + 5
-        while not all(feed.state.get(s).best_bid == final[s][1][0][0] for s in PAIRS):
-            assert time.monotonic() < deadline, "the feed never published the final book"
-            time.sleep(0.05)
-        health = {s: feed.state.get(s).health for s in PAIRS}
-    finally:
-        feed.stop()
-        exchange.resume()
-    server_ids = {s: exchange.trade_ids(s) for s in PAIRS}
-    syncs = {s: BookSync() for s in PAIRS}
-    compared = dict.fromkeys(PAIRS, 0)
-    trades: dict[str, list[int]] = {s: [] for s in PAIRS}
-    try:
-        for ev in read_events(tmp_path / "rec"):
-            if isinstance(ev, BookSnapshot):
-                syncs[ev.symbol].on_snapshot(ev)
-            elif isinstance(ev, BookDelta):
-                sync = syncs[ev.symbol]
-                sync.on_delta(ev)
-                server = exchange.book_at(ev.symbol, ev.update_id)
-                assert server is not None, f"{ev.symbol}: the exchange never published update id {ev.update_id}"
-                assert [list(x) for x in sync.book.bids.top(100)] == server[0]
-                assert [list(x) for x in sync.book.asks.top(100)] == server[1]
-                compared[ev.symbol] += 1
-            elif isinstance(ev, Trade):
-                trades[ev.symbol].append(int(ev.trade_id))
-            elif isinstance(ev, FeedGap):
-                pytest.fail(f"no gap expected without faults: {ev}")
-    finally:
-        exchange.stop()
-    for s in PAIRS:
-        assert syncs[s].gaps == 0 and syncs[s].in_sync
-        assert compared[s] >= 150, (s, compared[s])  # 20 s of 10 updates a second, less the quiet steps
-        assert syncs[s].book.update_id == final[s][0]
-        ids = trades[s]
-        first = server_ids[s].index(ids[0])
-        assert ids == server_ids[s][first:first + len(ids)] and len(ids) >= 50, s  # Gate's ids, in order, once
-        h = health[s]
-        assert (h.gaps, h.reconnects, h.resyncs, h.errors) == (0, 0, 0, 0) and h.bbo > 0, h
-    print(f"gate feed: book states compared {compared}, trades {[len(trades[s]) for s in PAIRS]}")
+    """20 s healthy; every recorded book state equals the server's top 100 at its ``u``; Gate's trade ids in
+    order, once; the ``U``/``u`` check never fires (tests/exchange_fixtures.py says what is held)."""
+    run = feed_rebuilds_the_servers_books(VENUE, PAIRS, tmp_path)
+    print(f"gate feed: book states compared {run.compared}, trades {run.trades}")
 
 
 #: Gate's chain rule as the feed applies it (``live/gate_book_check.py``), used by the ccxt-level tests too.
@@ -510,75 +464,7 @@ def test_helios_exchange_serves_gate_synthetic_and_replayed_and_reports_gates_id
 
 
 # ---- Freqtrade ------------------------------------------------------------------------------------------------
-def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path, wait_s: float = 480.0) -> dict[str, Any]:
-    """A real ``freqtrade trade --dry-run`` with ``HeliosStrategy`` against the local exchange speaking ``venue``
-    (synthetic BTC/USDT and ETH/USDT, the seed whose BTC/USDT shows a bullish absorption at a bid wall a few
-    minutes in; RSI condition opened so that the setup alone decides): it loads the venue's markets, its
-    candles, starts the Helios feed, and a trade is filled. Returns what it measured."""
-    from helios_orderflow.devtools.demo import child_env
-    from tests._signals import interruptible
-
-    seed = 28
-    exchange = start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=seed, history_minutes=300), venue=venue)
-    userdir = tmp_path / "user_data"
-    (userdir / "strategies").mkdir(parents=True)
-    (userdir / "strategies" / "HeliosStrategy.py").write_text(
-        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
-    config = json.loads((ROOT / "user_data" / "config.dryrun.json").read_text())
-    config["exchange"]["name"] = dialect_class(venue).ccxt_id("spot")
-    config["exchange"]["ccxt_config"] = exchange.ccxt_config()
-    config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
-    config["helios"]["decision"] = {"rsi_buy_below": 100, "rsi_sell_above": 100}
-    config["helios"]["dashboard"] = {"enabled": False}
-    db = userdir / "trades.sqlite"
-    config["db_url"] = f"sqlite:///{db}"
-    (userdir / "config.json").write_text(json.dumps(config))
-    log = userdir / "freqtrade.log"
-    t0 = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "freqtrade", "trade", "--config", str(userdir / "config.json"), "--userdir",
-             str(userdir), "--strategy", "HeliosStrategy"],
-            cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-        rows: list[tuple] = []
-        try:
-            while time.monotonic() - t0 < wait_s and proc.poll() is None:
-                time.sleep(2)
-                if db.exists():
-                    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-                    try:
-                        rows = con.execute("select pair, open_rate, enter_tag from trades").fetchall()
-                    except sqlite3.OperationalError:
-                        rows = []
-                    finally:
-                        con.close()
-                if rows:
-                    break
-            alive = proc.poll() is None
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            rest = dict(exchange.log.rest_by_path)
-            subs = dict(exchange.log.subscriptions)
-            exchange.stop()
-    text = log.read_text(errors="replace")
-    assert alive, text[-4000:]
-    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
-    assert errors == [], errors[:5]
-    assert "helios: live order-flow feed started" in text and "Using resolved strategy HeliosStrategy" in text
-    assert rows, f"no trade within {wait_s:.0f} s; log tail:\n{text[-4000:]}"
-    return {"trades": rows, "seconds": time.monotonic() - t0, "rest": rest, "subscriptions": subs}
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open problem: passed alone; in CI beside the suite and the other "
-                   "venues' dry-runs the log never said the feed started within the wait (no error); "
-                   "not diagnosed")
 def test_freqtrade_dry_run_with_helios_strategy_opens_a_trade_on_gate(tmp_path: Path):
     got = freqtrade_dry_run_opens_a_trade(VENUE, tmp_path)
     rest, subs = got["rest"], got["subscriptions"]
@@ -586,7 +472,5 @@ def test_freqtrade_dry_run_with_helios_strategy_opens_a_trade_on_gate(tmp_path: 
     assert rest["/api/v4/spot/currency_pairs"] >= 1 and rest["/api/v4/spot/candlesticks"] >= 4
     assert not any(k.startswith("spot.candlesticks") for k in subs), subs
     assert {"ob.BTC_USDT.400", "ob.ETH_USDT.400", "spot.trades:BTC_USDT", "spot.book_ticker:BTC_USDT"} <= set(subs)
-    pair, rate, _tag = got["trades"][0]
-    assert pair in ("BTC/USDT", "ETH/USDT") and any(abs(rate / p - 1) < 0.05 for p in (60000.0, 3000.0))
-    print(f"gate freqtrade: {got['trades']} after {got['seconds']:.0f} s; REST {rest}")
+    print(f"\ngate freqtrade: {got['trade']} after {got['seconds']:.0f} s; REST {rest}")
 

@@ -18,10 +18,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 import zlib
@@ -33,16 +29,20 @@ import ccxt
 import pytest
 from feed_fault_harness import check_fault, run_fault
 
-from helios_orderflow.book.sync import BookSync
-from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap, Trade
-from helios_orderflow.emulator import SyntheticSource, start_in_thread
+from helios_orderflow.emulator import SyntheticSource
 from helios_orderflow.emulator.dialects import dialect_class
 from helios_orderflow.emulator.instruments import Instrument, instrument
 from helios_orderflow.emulator.process import start_subprocess
-from helios_orderflow.live.feed import Feed
 from helios_orderflow.live.okx_book_check import check, okx_checksum
-from helios_orderflow.recording.reader import read_events
-from tests.exchange_fixtures import ccxt_client, collect_trades, converge, follow_books, synthetic_server
+from tests.exchange_fixtures import (
+    ccxt_client,
+    collect_trades,
+    converge,
+    feed_rebuilds_the_servers_books,
+    follow_books,
+    synthetic_server,
+)
+from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +138,9 @@ def test_ccxt_reads_okx_spot_and_swap_markets_books_candles_tickers_trades_and_f
                 "BTC-USDT-SWAP", True, True, 0.001, {"amount": 1.0, "price": 0.1})
             assert abs(await spot.fetch_time() - time.time() * 1000) < 5_000
             await asyncio.sleep(2.5)  # some trades
+            # then the market stands still, so that the book, ticker and trades read over several requests are
+            # of one state (on a loaded machine a step fell between two requests)
+            handle.freeze()
             ob = await spot.fetch_order_book("BTC/USDT", 10)
             _, bids, asks = handle.book("BTC/USDT", 10)
             assert [b[:2] for b in ob["bids"]] == bids and [a[:2] for a in ob["asks"]] == asks
@@ -479,61 +482,20 @@ def test_rest_faults_reach_rest_callers_as_okx_errors_and_the_websocket_book_is_
 # ---- the live feed ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_feed_follows_three_okx_pairs_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
-    exchange = start_in_thread(SyntheticSource(SPOT, seed=11), record=True, record_depth=100,
-                               record_history=100_000, venue=VENUE)
-    feed = Feed(VENUE, SPOT, ccxt_config=exchange.ccxt_config(), record_to=tmp_path / "rec", timeframe="2s")
-    try:
-        feed.start()
-        deadline = time.monotonic() + 30
-        while not all(feed.state.is_healthy(s) for s in SPOT):
-            assert time.monotonic() < deadline, "the pairs never turned healthy"
-            time.sleep(0.1)
-        time.sleep(20)
-        healthy_all_along = all(feed.state.is_healthy(s) for s in SPOT)
-        exchange.freeze()
-        final = {s: exchange.book(s, 100) for s in SPOT}
-        deadline = time.monotonic() + 5
-        while not all(feed.state.get(s).best_bid == final[s][1][0][0] for s in SPOT):
-            assert time.monotonic() < deadline, "the feed never published the final book"
-            time.sleep(0.05)
-        health = {s: feed.state.get(s).health for s in SPOT}
-    finally:
-        feed.stop()
-        exchange.resume()
-    server_ids = {s: exchange.trade_ids(s) for s in SPOT}
-    syncs = {s: BookSync() for s in SPOT}
-    compared = dict.fromkeys(SPOT, 0)
-    trades: dict[str, list[int]] = {s: [] for s in SPOT}
-    try:
-        for ev in read_events(tmp_path / "rec"):
-            if isinstance(ev, BookSnapshot):
-                syncs[ev.symbol].on_snapshot(ev)
-            elif isinstance(ev, BookDelta):
-                sync = syncs[ev.symbol]
-                sync.on_delta(ev)
-                server = exchange.book_at(ev.symbol, ev.update_id)
-                assert server is not None, f"{ev.symbol}: the exchange never published update id {ev.update_id}"
-                assert [list(x) for x in sync.book.bids.top(100)] == server[0]
-                assert [list(x) for x in sync.book.asks.top(100)] == server[1]
-                compared[ev.symbol] += 1
-            elif isinstance(ev, Trade):
-                trades[ev.symbol].append(int(ev.trade_id))
-            elif isinstance(ev, FeedGap):
-                pytest.fail(f"no gap expected without faults (a checksum mismatch would be one): {ev}")
-    finally:
-        exchange.stop()
-    assert healthy_all_along
-    for s in SPOT:
-        assert syncs[s].gaps == 0 and syncs[s].in_sync
-        assert compared[s] >= 150, (s, compared[s])  # 20 s of 10 updates a second, less the quiet steps
-        assert syncs[s].book.update_id == final[s][0]
-        ids = trades[s]
-        first = server_ids[s].index(ids[0])
-        assert ids == server_ids[s][first:first + len(ids)] and len(ids) >= 50, s  # OKX's ids, in order, once
-        h = health[s]
-        assert (h.gaps, h.reconnects, h.resyncs, h.errors) == (0, 0, 0, 0) and h.bbo > 0, h
-        assert h.last_error is None  # no checksum mismatch over the run
-    print(f"okx feed: book states compared {compared}, trades {[len(trades[s]) for s in SPOT]}")
+    """20 s healthy; every recorded book state equals the server's top 100 at its seqId; OKX's trade ids in order,
+    once; no checksum mismatch over the run (tests/exchange_fixtures.py says what is held)."""
+    run = feed_rebuilds_the_servers_books(VENUE, SPOT, tmp_path)
+    print(f"okx feed: book states compared {run.compared}, trades {run.trades}")
+
+
+@pytest.mark.slow
+def test_the_feed_states_okx_swap_books_and_trades_in_base_units_not_contracts(tmp_path: Path):
+    """On OKX swaps ccxt counts sizes in contracts of ``ctVal`` base (0.01 BTC on the real BTC-USDT-SWAP; the lot
+    step here); the feed's events carry base units, as on every other venue, so walls, CVD and VWAP volumes mean
+    the same on every venue: every recorded book state and trade amount equals the server's base quantities."""
+    run = feed_rebuilds_the_servers_books(VENUE, SWAPS, tmp_path, seconds=10.0, min_compared=75, market="linear")
+    assert all(run.health[s].bbo > 0 for s in SWAPS)
+    print(f"okx swap feed: book states compared {run.compared}, trades {run.trades}")
 
 
 @pytest.mark.slow
@@ -592,83 +554,14 @@ def test_helios_exchange_serves_okx_synthetic_and_replayed_and_reports_okx_seqid
 
 
 # ---- Freqtrade ------------------------------------------------------------------------------------------------
-def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path, wait_s: float = 480.0) -> dict[str, Any]:
-    """A real ``freqtrade trade --dry-run`` with ``HeliosStrategy`` against the local exchange speaking ``venue``
-    (spot; synthetic BTC/USDT and ETH/USDT with the seed whose BTC/USDT shows a bullish absorption at a bid wall a
-    few minutes in; the RSI condition opened so that the setup alone decides): it loads the venue's markets, its
-    candles over REST and websocket, starts the Helios feed, and a trade is filled. Returns what it measured."""
-    from helios_orderflow.devtools.demo import child_env
-    from tests._signals import interruptible
-
-    exchange = start_in_thread(SyntheticSource(["BTC/USDT", "ETH/USDT"], seed=28, history_minutes=300), venue=venue)
-    userdir = tmp_path / "user_data"
-    (userdir / "strategies").mkdir(parents=True)
-    (userdir / "strategies" / "HeliosStrategy.py").write_text(
-        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
-    config = json.loads((ROOT / "user_data" / "config.dryrun.json").read_text())
-    config["exchange"]["name"] = dialect_class(venue).ccxt_id("spot")
-    config["exchange"]["ccxt_config"] = exchange.ccxt_config()
-    config["exchange"]["pair_whitelist"] = ["BTC/USDT", "ETH/USDT"]
-    config["helios"]["decision"] = {"rsi_buy_below": 100, "rsi_sell_above": 100}
-    config["helios"]["dashboard"] = {"enabled": False}
-    db = userdir / "trades.sqlite"
-    config["db_url"] = f"sqlite:///{db}"
-    (userdir / "config.json").write_text(json.dumps(config))
-    log = userdir / "freqtrade.log"
-    t0 = time.monotonic()
-    rows: list[tuple] = []
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "freqtrade", "trade", "--config", str(userdir / "config.json"), "--userdir",
-             str(userdir), "--strategy", "HeliosStrategy"],
-            cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-        try:
-            while time.monotonic() - t0 < wait_s and proc.poll() is None:
-                time.sleep(2)
-                if db.exists():
-                    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-                    try:
-                        rows = con.execute("select pair, open_rate, enter_tag from trades").fetchall()
-                    except sqlite3.OperationalError:
-                        rows = []
-                    finally:
-                        con.close()
-                if rows:
-                    break
-            alive = proc.poll() is None
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            rest = dict(exchange.log.rest_by_path)
-            subs = dict(exchange.log.subscriptions)
-            exchange.stop()
-    text = log.read_text(errors="replace")
-    assert alive, text[-4000:]
-    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
-    assert errors == [], errors[:5]
-    assert "helios: live order-flow feed started" in text and "Using resolved strategy HeliosStrategy" in text
-    assert rows, f"no trade within {wait_s:.0f} s; log tail:\n{text[-4000:]}"
-    return {"trades": rows, "seconds": time.monotonic() - t0, "rest": rest, "subscriptions": subs}
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open problem: passed alone; in CI beside the suite and the other "
-                   "venues' dry-runs the log never said the feed started within the wait (no error); "
-                   "not diagnosed")
 def test_freqtrade_dry_run_with_helios_strategy_opens_a_trade_on_okx(tmp_path: Path):
     got = freqtrade_dry_run_opens_a_trade(VENUE, tmp_path)
     rest, subs = got["rest"], got["subscriptions"]
     assert rest["/api/v5/public/instruments"] >= 1
     assert rest.get("/api/v5/market/candles", 0) + rest.get("/api/v5/market/history-candles", 0) >= 2
     assert {"candle1m:BTC-USDT", "books:BTC-USDT", "trades:BTC-USDT"} <= set(subs), subs
-    pair, rate, _tag = got["trades"][0]
-    assert pair in ("BTC/USDT", "ETH/USDT") and any(abs(rate / p - 1) < 0.05 for p in (60000.0, 3000.0))
-    print(f"okx freqtrade: {got['trades']} after {got['seconds']:.0f} s; REST {rest}")
+    print(f"\nokx freqtrade: {got['trade']} after {got['seconds']:.0f} s; REST {rest}")
 
 
 def test_checksum_is_okxs_signed_crc32_of_interleaved_strings():

@@ -163,9 +163,15 @@ class BookDiffer:
 
     Also keeps the observed best bid and ask, and counters: ``snapshots``, ``deltas``, ``unchanged``
     (observations with no level change: no event).
+
+    ``amount_scale``: what one unit of ccxt's amounts is in the base currency. 1 except on linear contracts
+    whose venue counts in contracts of more or less than one base unit (OKX swaps: ``contractSize`` = ``ctVal``):
+    the events then carry base amounts, as on every other venue, while the comparison with ccxt's book stays in
+    ccxt's units.
     """
 
     __slots__ = (
+        "amount_scale",
         "asks",
         "best",
         "bids",
@@ -193,6 +199,7 @@ class BookDiffer:
         self.deltas = 0
         self.unchanged = 0
         self.best: tuple[float | None, float | None] = (None, None)  # observed best bid, best ask
+        self.amount_scale = 1.0
         self._need_snapshot = True
         self._sides: tuple[Any, Any] | None = None  # the tracked ccxt sides the copies came from
 
@@ -252,8 +259,8 @@ class BookDiffer:
                 ts_us=ts_us,
                 local_ts_us=local_ts_us,
                 update_id=NO_ID if nonce is None else nonce,
-                bids=tuple(bids.items()),
-                asks=tuple(asks.items()),
+                bids=to_base(tuple(bids.items()), self.amount_scale),
+                asks=to_base(tuple(asks.items()), self.amount_scale),
             )
         bid_changes = diff_levels(self.bids, bids, descending=True)
         ask_changes = diff_levels(self.asks, asks)
@@ -289,6 +296,9 @@ class BookDiffer:
             first_id, last_id = prev_nonce + 1, nonce
         else:
             first_id = last_id = NO_ID
+        if self.amount_scale != 1.0:
+            bid_changes = to_base(bid_changes, self.amount_scale)
+            ask_changes = to_base(ask_changes, self.amount_scale)
         return BookDelta(
             exchange=self.exchange,
             symbol=self.symbol,
@@ -300,6 +310,19 @@ class BookDiffer:
             bids=bid_changes,
             asks=ask_changes,
         )
+
+
+def base_amount(amount: float, scale: float) -> float:
+    """``amount`` of ccxt's units (contracts of ``scale`` base each) in base units, as the venue's decimal would
+    read: contracts x contract size, rounded to 12 decimals so that 7 x 0.01 is 0.07, not 0.07000000000000001."""
+    return amount if scale == 1.0 else round(amount * scale, 12)
+
+
+def to_base(levels: Levels, scale: float) -> Levels:
+    """``levels`` with their amounts in base units (``base_amount``); the same tuple when ``scale`` is 1."""
+    if scale == 1.0:
+        return levels
+    return tuple((p, base_amount(q, scale)) for p, q in levels)
 
 
 def apply_levels(side: dict[float, float], changes: Iterable[Level]) -> None:

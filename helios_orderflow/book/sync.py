@@ -95,7 +95,9 @@ class BookSync:
             return DeltaResult.BUFFERED
         u = delta.update_id
         if u == NO_ID:
-            self.book.apply(delta.bids, delta.asks)
+            book = self.book
+            book.bids.apply(delta.bids)
+            book.asks.apply(delta.asks)
             self.applied += 1
             if self._on_applied is not None:
                 self._on_applied()
@@ -128,7 +130,11 @@ class BookSync:
                     return self._gap(delta, f"pu={delta.prev_update_id} but previous u={prev}")
             elif delta.first_update_id != prev + 1:
                 return self._gap(delta, f"U={delta.first_update_id} but previous u={prev}")
-        book.apply(delta.bids, delta.asks, u)
+        # ``book.apply`` without its call (one per diff of every stream).
+        book.bids.apply(delta.bids)
+        book.asks.apply(delta.asks)
+        if u >= 0:
+            book.update_id = u
         self.applied += 1
         if self._on_applied is not None:
             self._on_applied()

@@ -7,11 +7,14 @@ unknown keys and bad values stop start-up with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from helios_orderflow.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -22,8 +25,14 @@ class RecordingSettings:
     """How recordings are written (see README, "Recording format")."""
 
     enabled: bool = True
-    #: Where recordings go, relative to Freqtrade's user_data dir when not absolute.
+    #: Where recordings go, relative to Freqtrade's user_data dir when not absolute; or an object store's folder,
+    #: e.g. "s3://bucket/prefix" (docs/recording.md, "Recordings on object storage").
     path: str = "orderflow"
+    #: Endpoint of an S3-compatible store (MinIO, Ceph, R2...) for s3:// recordings, here and in
+    #: backtest.recordings, e.g. "http://minio:9000"; "" = the URL's ?endpoint_override=, else the environment's
+    #: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS. Credentials come from the environment (AWS_ACCESS_KEY_ID,
+    #: AWS_SECRET_ACCESS_KEY), ~/.aws or the instance role, never from this file.
+    endpoint_url: str = ""
     #: Buffered events are written out at least this often (seconds of wall-clock time); a crash
     #: loses at most this much.
     flush_interval_s: float = 5.0
@@ -31,16 +40,46 @@ class RecordingSettings:
     segment_s: float = 60.0
     #: ... or after this many rows, whichever comes first (bounds memory and file size).
     segment_rows: int = 1_000_000
+    #: Keep this many UTC days of recording, today included; older whole days are deleted, oldest first
+    #: (0 = keep every day). Checked when recording starts and every few minutes.
+    retention_days: int = 0
+    #: Keep the recording under this many GB (1e9 bytes), deleting the oldest whole days first; today's day
+    #: is never deleted (0 = no limit). About 0.4 GB per pair-day at Binance BTCUSDT's rate (docs/recording.md).
+    max_gb: float = 0.0
+    #: A pair whose recording is paused (disk full) or stopped is unhealthy (no new trades) instead of
+    #: healthy with a warning.
+    required: bool = False
+    #: The live feed saves each pair's engine beside the recording this often (seconds of event time) and when
+    #: it stops, so that a restart continues the session (CVD, VWAP, walls, candles) from the newest one plus the
+    #: events recorded after it; 0 = never (a restart starts every pair fresh).
+    checkpoint_every_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _require(self.retention_days >= 0, "helios.recording.retention_days", "must be >= 0 (0 = keep every day)")
+        _require(self.max_gb >= 0, "helios.recording.max_gb", "must be >= 0 (0 = no limit)")
+        _require(self.checkpoint_every_s >= 0, "helios.recording.checkpoint_every_s", "must be >= 0 (0 = never)")
 
 
 T = TypeVar("T", bound="DataclassInstance")
 
 
+#: Keys Helios once had and no longer reads: a config that still has one loads, with a warning saying what to do
+#: (a config written for an older Helios must not stop a bot for a key that now means nothing).
+RETIRED_KEYS = {
+    "helios.dashboard.refresh_ms": "the page no longer polls: the server pushes updates over a WebSocket; "
+                                   "delete the key",
+}
+
+
 def from_mapping(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
-    """Build settings dataclass ``cls`` from a dict, rejecting unknown keys and wrong types."""
+    """Build settings dataclass ``cls`` from a dict, rejecting unknown keys and wrong types (``RETIRED_KEYS``
+    are dropped with a warning)."""
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be an object, got {type(data).__name__}")
     data = dict(data or {})
+    for key in [k for k in data if f"{where}.{k}" in RETIRED_KEYS]:
+        log.warning("helios: %s.%s is no longer used (%s)", where, key, RETIRED_KEYS[f"{where}.{key}"])
+        del data[key]
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -229,6 +268,54 @@ class ExhaustionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeProfileSettings:
+    """The volume profile's value area (signals/volume_profile.py; sessions start at flow.session_anchor_utc)."""
+
+    #: The value area holds at least this many percent of the profile's volume ...
+    value_area_pct: float = 70.0
+    #: ... grown from the POC this many bins at a time, towards the side whose next bins hold more volume (both
+    #: sides on a tie): 2 is Market Profile's two-bins-at-a-time rule, 1 compares single bins.
+    value_area_step: int = 2
+    #: Price bin of the per-candle session profile columns (``session_poc`` ...), quote units, or "auto": per
+    #: session, the {1, 2, 5} x 10^k nearest (in ratio) to 1 basis point of the session's first traded price.
+    bin_size: float | str = "auto"
+
+    def __post_init__(self) -> None:
+        _require(0 < self.value_area_pct <= 100, "helios.volume_profile.value_area_pct", "must be in (0, 100]")
+        _require(self.value_area_step in (1, 2), "helios.volume_profile.value_area_step", "must be 1 or 2")
+        b = self.bin_size
+        if isinstance(b, str):
+            _require(b == "auto", "helios.volume_profile.bin_size",
+                     f"must be a price step like 10.0 or 'auto', got {b!r}")
+        else:
+            _require(isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0,
+                     "helios.volume_profile.bin_size", f"must be a price step > 0 or 'auto', got {b!r}")
+
+
+#: What a footprint's diagonal imbalance ratio compares (``helios.footprint.imbalance_basis``).
+IMBALANCE_BASES = ("trades", "volume")
+
+
+@dataclass(frozen=True, slots=True)
+class FootprintSettings:
+    """The footprint's diagonal imbalances (signals/footprint.py), by Freqtrade's order-flow rule."""
+
+    #: A bin has a bid (ask) imbalance when its bid over the next traded bin's ask (that ask over its bid) is above
+    #: this ratio (Freqtrade's orderflow.imbalance_ratio, its documented value) ...
+    imbalance_ratio: float = 3.0
+    #: ... and the bin holds at least this much volume, base units (orderflow.imbalance_volume).
+    imbalance_volume: float = 1.0
+    #: What the ratio compares: "trades" (taker trade counts, as Freqtrade does) or "volume" (base volumes).
+    imbalance_basis: str = "trades"
+
+    def __post_init__(self) -> None:
+        _require(self.imbalance_ratio >= 0, "helios.footprint.imbalance_ratio", "must be >= 0")
+        _require(self.imbalance_volume >= 0, "helios.footprint.imbalance_volume", "must be >= 0")
+        _require(self.imbalance_basis in IMBALANCE_BASES, "helios.footprint.imbalance_basis",
+                 f"must be one of {', '.join(IMBALANCE_BASES)}, got {self.imbalance_basis!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionSettings:
     """The entry rule's RSI and shorts (the strategy file's Parameters take the RSI levels)."""
 
@@ -279,6 +366,11 @@ class FeedSettings:
     #: Use ccxt's multi-symbol watchers (watch_trades_for_symbols, watch_bids_asks) where the exchange
     #: has them; books are always one subscription per pair (see feed.py for why).
     multi_symbol: bool = True
+    #: Follow Freqtrade's whitelist as it changes (dynamic pairlists): on every bot loop, pairs that joined
+    #: get their books and trades, pairs that left are dropped; no other pair is disturbed.
+    follow_whitelist: bool = True
+    #: Also follow the pairs the strategy's ``informative_pairs()`` names (same exchange).
+    follow_informative: bool = False
     #: Reconnect backoff: first delay, cap (seconds) and jitter (fraction of the delay taken off at random).
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
@@ -339,6 +431,10 @@ class StrategySettings:
     leverage: float = 1.0
     #: Exit a long when buying exhausts (exhaustion_up), a short when selling exhausts (exhaustion_down).
     exit_on_exhaustion: bool = True
+    #: Add Freqtrade's order-flow columns (trades, orderflow, imbalances, stacked_imbalances_bid/_ask, bid, ask,
+    #: delta, min_delta, max_delta, total_trades) from the feed's trades live and the recordings' in backtests,
+    #: with the config's orderflow section; no REST trade download (exchange.use_public_trades stays off).
+    freqtrade_orderflow: bool = False
 
     def __post_init__(self) -> None:
         _require(self.max_spread_bps > 0, "helios.strategy.max_spread_bps", "must be > 0")
@@ -353,19 +449,34 @@ class BacktestSettings:
     """Where backtesting, hyperopt, plot-dataframe and FreqUI charts find recorded L2 (``helios.backtest``)."""
 
     #: A recording, or a folder of recordings (each subfolder one recording); relative to Freqtrade's
-    #: user_data dir when not absolute.
+    #: user_data dir when not absolute; or an object store's folder, e.g. "s3://bucket/prefix" (endpoint:
+    #: recording.endpoint_url).
     recordings: str = "orderflow"
     #: ccxt id of the recorded exchange; "" = the config's exchange name (a pair recorded on only one
     #: exchange is used whatever this says).
     exchange: str = ""
     #: Use and fill the per-candle feature cache (``<recording>/.cache/features``).
     cache: bool = True
+    #: Local worker processes that build the features, one (pair, UTC day) chunk each (docs/research.md);
+    #: 0 = one per CPU core, 1 = in Freqtrade's process. Results are the same, bit for bit.
+    workers: int = 0
+    #: Address of a Dask scheduler (e.g. "tcp://scheduler:8786") to build the features on instead of local
+    #: processes; "" = local. Needs the research extra and the recordings at the same path on every worker.
+    dask: str = ""
+
+    def __post_init__(self) -> None:
+        _require(self.workers >= 0, "helios.backtest.workers", f"must be 0 (one per CPU core) or more, got "
+                 f"{self.workers}")
+        _require(not self.dask or "://" in self.dask, "helios.backtest.dask",
+                 f"must be a scheduler address like 'tcp://scheduler:8786' or empty, got {self.dask!r}")
 
 
 #: Environment variables holding the dashboard's basic-auth credentials (they win over the config).
 DASHBOARD_ENV_USER = "HELIOS_DASHBOARD_USER"
 DASHBOARD_ENV_PASSWORD = "HELIOS_DASHBOARD_PASSWORD"
 DASHBOARD_SCALES = ("percentile", "log")
+#: Colour ramps of the heatmap (``helios.dashboard.heatmap_colors``; dashboard/scaling.py).
+DASHBOARD_COLORS = ("bookmap", "black-yellow-red")
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,11 +491,12 @@ class DashboardSettings:
     #: Basic-auth credentials; the environment variables HELIOS_DASHBOARD_USER/_PASSWORD take precedence.
     username: str = ""
     password: str = ""
-    #: How often the browser asks for new data, milliseconds.
-    refresh_ms: int = 1000
     #: Heatmap colour scaling: "percentile" (each colour step holds the same share of cells: walls are the
     #: top steps) or "log" (colour proportional to log size).
     heatmap_scale: str = "percentile"
+    #: Heatmap colours: "bookmap" (black, blue, cyan, green, yellow, red, white) or the design's
+    #: "black-yellow-red"; the page has a control to switch.
+    heatmap_colors: str = "bookmap"
     #: The page shows at most this much history per pair (seconds) ...
     window_s: float = 3600.0
     #: ... kept as at most this many time columns per pair (their width is window_s / history_columns,
@@ -398,9 +510,10 @@ class DashboardSettings:
     def __post_init__(self) -> None:
         w = "helios.dashboard."
         _require(0 <= self.port <= 65535, w + "port", "must be in 0..65535")
-        _require(self.refresh_ms >= 100, w + "refresh_ms", "must be >= 100")
         _require(self.heatmap_scale in DASHBOARD_SCALES, w + "heatmap_scale",
                  f"must be one of {', '.join(DASHBOARD_SCALES)}")
+        _require(self.heatmap_colors in DASHBOARD_COLORS, w + "heatmap_colors",
+                 f"must be one of {', '.join(DASHBOARD_COLORS)}, got {self.heatmap_colors!r}")
         _require(self.window_s > 0, w + "window_s", "must be > 0")
         _require(10 <= self.history_columns <= 100_000, w + "history_columns", "must be in 10..100000")
         _require(10 <= self.max_display_columns <= 5000, w + "max_display_columns", "must be in 10..5000")
@@ -430,6 +543,8 @@ class HeliosSettings:
     walls: WallSettings = field(default_factory=WallSettings)
     absorption: AbsorptionSettings = field(default_factory=AbsorptionSettings)
     exhaustion: ExhaustionSettings = field(default_factory=ExhaustionSettings)
+    volume_profile: VolumeProfileSettings = field(default_factory=VolumeProfileSettings)
+    footprint: FootprintSettings = field(default_factory=FootprintSettings)
     decision: DecisionSettings = field(default_factory=DecisionSettings)
     risk: RiskSettings = field(default_factory=RiskSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)

@@ -61,8 +61,9 @@ class ServerLog:
     kline_messages: int = 0
     #: stream name -> SUBSCRIBE count (by any client)
     subscriptions: dict[str, int] = field(default_factory=dict)
-    #: symbol -> every trade id published on @trade (only with ``record=True``)
-    trade_ids: dict[str, list[int]] = field(default_factory=dict)
+    #: symbol -> every trade id published, in order -> its amount in base units as a float (only with
+    #: ``record=True``)
+    trade_amounts: dict[str, dict[int, float]] = field(default_factory=dict)
     #: symbol -> last update id -> (bids, asks) top ``record_depth`` as floats (only with ``record=True``)
     books: dict[str, dict[int, tuple[list[list[float]], list[list[float]]]]] = field(default_factory=dict)
 

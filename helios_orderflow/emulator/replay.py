@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.core.events import BookDelta, BookSnapshot, Event, Trade
@@ -30,10 +31,10 @@ SEAM_US = 1_000_000
 
 
 def _decimals(x: float) -> int:
-    text = repr(float(x))
-    if "e" in text or "E" in text:
-        return 8
-    return len(text.partition(".")[2].rstrip("0"))
+    """Decimal places of the shortest repr of ``x``: ``30243.4 -> 1``, ``1.117e-07 -> 10`` (a thin pair's
+    price in BTC; a fixed 8 for exponent forms rounded such prices onto one level)."""
+    exponent = Decimal(repr(float(x))).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 8
 
 
 class ReplaySource:

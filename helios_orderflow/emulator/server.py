@@ -188,7 +188,8 @@ class ExchangeServer(MarketApp):
                     for k in list(books)[: len(books) - self.record_history]:
                         del books[k]
             if batch.trades:
-                self.log.trade_ids.setdefault(sym, []).extend(t.trade_id for t in batch.trades)
+                self.log.trade_amounts.setdefault(sym, {}).update(
+                    (t.trade_id, st.inst.qty(t.qty_units)) for t in batch.trades)
 
 
 async def debug_state(request: web.Request) -> web.Response:
@@ -262,7 +263,11 @@ class ServerHandle:
 
     def trade_ids(self, symbol: str) -> list[int]:
         """Every trade id published for ``symbol`` (needs ``record=True``)."""
-        return self.call(lambda: list(self.server.log.trade_ids.get(symbol, [])))
+        return self.call(lambda: list(self.server.log.trade_amounts.get(symbol, {})))
+
+    def trade_amounts(self, symbol: str) -> dict[int, float]:
+        """Every published trade's amount in base units by trade id (needs ``record=True``)."""
+        return self.call(lambda: dict(self.server.log.trade_amounts.get(symbol, {})))
 
     def book_at(self, symbol: str, update_id: int) -> tuple[list[list[float]], list[list[float]]] | None:
         """The server's top levels right after the update with the venue's id ``update_id`` (needs

@@ -5,16 +5,23 @@ cancellations and market orders arrive as independent Poisson processes. A limit
 ``i`` grid steps from the opposite best price with rate ``k_L / i**0.7`` (so it may improve the best inside
 the spread); cancellations at distance ``j`` from the own best arrive with rate ``k_C / (j+1)**0.9`` and take
 a share of the resting size (cancellation proportional to the queue); market orders eat the book from the
-best. On top of the CST core, to make order-flow signals appear within minutes:
+best. Beyond the CST core near the touch, a **deep book** reaches ``DEEP_BP`` basis points from the best (the
+heatmap's default +/- 0.5 %): orders arrive at each grid step at a rate proportional to the resting size wanted
+there and each deep level is cancelled whole at a fixed rate, so the depth profile is the one measured on the
+real Binance BTCUSDT capture (``devtools/market_figures.py``; the calibration constants below name the figure
+each one matches). Market orders are mostly small one-print orders, some blocks filled by several makers, so
+trade sizes and the trade rate are BTCUSDT's too. On top, to make order-flow signals appear within minutes:
 
 - **trends and reversals**: a latent fair price follows regimes (up, down, range) with exponential
   durations; the distance between fair price and mid skews which side market orders and cancellations
   come from, so the mid follows the fair price through order flow, not by decree;
 - **exhaustion**: market-order intensity within a trend rises then decays (``0.6 + 2.4·4x(1-x)`` of its base
   rate, ``x`` the elapsed fraction of the regime); a trend ends in thin aggressive volume and often reverses;
-- **walls**: large resting orders (25-60 mean orders) appear 4-25 steps from the best, are pulled when
-  their lifetime ends untouched, or are hit by the trend: then they are absorbed (eaten) or defended
-  (each hit that leaves most of the wall flips the regime with probability 0.3: a reversal at the wall).
+- **walls**: large resting orders (a few times the resting size of one basis point, so that the engine's
+  wall rule, 3 x the median bin, sees them at default settings) appear in a trend's way or further out, are
+  pulled when their lifetime ends untouched, or are hit by the trend: then they are absorbed (eaten, with
+  market orders coming ``ABSORB_RATE_X`` times as often meanwhile) or defended (the trend reverses at a wall
+  that held 30 % of its size).
 
 Determinism: every random draw comes from one ``random.Random`` seeded with ``"{seed}:{symbol}"``, and event
 times are offsets from ``origin_us``; so the stream (prices, sizes, ids, offsets) is a pure function of
@@ -38,13 +45,72 @@ from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.emulator.instruments import Instrument
 from helios_orderflow.emulator.market import MarketState
 
-K_LEVELS = 80  # limit orders land at most this many grid steps from the opposite best
-TRIM_LEVELS = 300  # levels farther than this from the best are cancelled (keeps books < 1000 levels)
-LIMIT_RATE = 30.0  # limit orders per second per side
-CANCEL_RATE = 26.0  # cancellation events per second per side
-MARKET_RATE = 2.5  # market orders per second (base, before the regime's intensity)
-WALL_RATE = 1 / 40  # walls per second
-ORDER_NOTIONAL = 1500.0  # mean limit order size in quote currency
+# ---- calibration ------------------------------------------------------------------------------------------
+# Every figure below is matched to the real Binance spot BTCUSDT capture bundled in devtools/data/samples
+# (2024-08-08/09, 11 minutes, mid ~61,700), as ``devtools/market_figures.py`` measures both markets
+# (``make bench`` lines ``market.real.*`` / ``market.synthetic.*``; ``tests/test_demo_market.py`` holds the
+# tolerances). Sizes are quote notional (converted to lots at the instrument's start price), distances basis
+# points (bp) of the start price, so every symbol gets a book shaped like BTCUSDT's at its own price.
+
+#: The CST core near the touch: limit orders land at most this many grid steps from the opposite best.
+K_LEVELS = 80
+LIMIT_RATE = 30.0  # near-touch limit orders per second per side
+CANCEL_RATE = 26.0  # near-touch cancellation events per second per side
+#: Mean near-touch limit order (quote). With the deep book below: depth 0-0.1 % from mid ~90 BTC (both sides).
+ORDER_NOTIONAL = 3500.0
+#: The deep book: levels out to this many bp from the own best (the heatmap's default +/- 50 bp, plus room for
+#: the price to move), resting size per bp per side ``DEEP_NOTIONAL_PER_BP`` x ``_deep_profile(bp)``.
+#: Real: 90 / 85 BTC in 0-0.1 / 0.1-0.2 % (both sides), ~64 in 0.2-0.3 % (the REST snapshot; its 1000
+#: levels reach 0.33 %, so the capture's book beyond is incomplete and its figures there are a lower bound).
+DEEP_BP = 56.0
+TRIM_BP = 62.0  # levels farther than this from the best are cancelled (books stay < 1000 levels a side) ...
+TRIM_MIN_STEPS = 300  # ... but never nearer than this many grid steps (coarse-tick symbols: SOL, XRP, DOGE)
+DEEP_NOTIONAL_PER_BP = 235_000.0
+#: A deep level is cancelled whole at this rate (per second, each level): levels live about a minute.
+DEEP_CANCEL_PER_LEVEL = 1 / 60
+#: Mean deep order (quote), lognormal with this sigma: few large orders per 5 USD bin give the real spread of
+#: bin sizes (p10 / p50 / p90 of 0.33 / 2.6 / 5.6 BTC within +/- 0.3 %).
+DEEP_ORDER_NOTIONAL = 20_000.0
+DEEP_ORDER_SIGMA = 0.8
+#: The seeded deep book holds this share of its equilibrium levels (it reaches equilibrium in ~3 minutes).
+SEED_FILL = 0.5
+#: Market orders per second (base, before the regime's intensity); with the sizes below: ~30 trades/s and
+#: ~40 BTC/min of taker volume (real: 30.6 trades/s, 40.4 BTC/min).
+MARKET_RATE = 11.5
+#: Market orders are small (retail, one print) with this probability, else blocks split over many makers.
+#: Real trade prints p10 / p50 / p90 / p99: 0.00009 / 0.00067 / 0.058 / 0.32 BTC.
+SMALL_SHARE = 0.9
+SMALL_NOTIONAL = 20.0  # median, lognormal sigma SMALL_SIGMA
+SMALL_SIGMA = 1.3
+BLOCK_NOTIONAL = 15000.0  # median, lognormal sigma BLOCK_SIGMA
+BLOCK_SIGMA = 1.2
+BLOCK_PARTS = 1.0  # a block's fill at one level prints 1 + int(Exp(mean BLOCK_PARTS)) maker fills
+#: A trend's latent fair price moves this many bp per second (real: median move of the mid from one minute to
+#: the next 6.8 bp).
+TREND_BP_S = (0.1, 0.3)
+#: While a wall is being absorbed, market orders come this many times as often (it takes 10-30 s).
+ABSORB_RATE_X = 4.0
+#: Walls per second (real: 1.75 confirmed walls a minute, a wall at 82 % of candle closes).
+WALL_RATE = 1 / 30
+#: Wall size: this many times the expected resting size of one bp at its distance (real: peak / median bin
+#: p10 / p50 / p90 of 3.7 / 4.4 / 6.1).
+WALL_SIZE_BP = (2.2, 3.6)
+#: In a trend, this share of walls is placed in its way (WALL_NEAR_BP ahead of the best: absorbed, or stopping
+#: the trend); the others, and all walls in a range, stand further out on either side (WALL_FAR_BP) and are
+#: mostly pulled (real distances p10 / p50 / p90: 3 / 18 / 28 bp).
+WALL_NEAR_SHARE = 0.6
+WALL_NEAR_BP = (2.0, 5.0)
+WALL_FAR_BP = (6.0, 28.0)
+#: Untouched walls are pulled after WALL_MIN_S + lognormal(median WALL_MEDIAN_S, sigma WALL_SIGMA) seconds
+#: (real lifetimes as the engine sees them, p10 / p50 / p90: 18 / 38 / 129 s).
+WALL_MIN_S = 8.0
+WALL_MEDIAN_S = 18.0
+WALL_SIGMA = 1.0
+
+
+def _deep_profile(bp: float) -> float:
+    """Relative resting size per bp at ``bp`` from the best: flat to 15 bp, then thinning to ~0.5 at 50 bp."""
+    return 1.0 if bp <= 15.0 else max(0.3, 1.0 - 0.55 * (bp - 15.0) / 35.0)
 
 
 def _cumulative(weights: list[float]) -> tuple[list[float], float]:
@@ -66,8 +132,23 @@ class SyntheticModel:
         self.origin_us = origin_us
         self.grid = inst.tick_units * inst.grid_ticks  # price_units per grid step
         self.lot = inst.step_units  # qty_units per lot
-        lots = ORDER_NOTIONAL / inst.start_price / inst.qty(inst.step_units)
-        self.mean_lots = max(2.0, lots)
+        lot_notional = inst.start_price * inst.qty(inst.step_units)
+        self.lot_notional = lot_notional
+        self.mean_lots = max(2.0, ORDER_NOTIONAL / lot_notional)
+        grid_price = inst.price(self.grid)
+        self.steps_per_bp = max(1e-9, inst.start_price * 1e-4 / grid_price)  # grid steps per basis point
+        self.trim = max(TRIM_MIN_STEPS, round(TRIM_BP * self.steps_per_bp))
+        # The deep book: steps 1..deep from the own best; arrival weight per step ~ the resting size wanted there
+        # (a level cancelled whole at rate c holds arrivals x mean size / c on average).
+        self.deep = max(K_LEVELS + 1, round(DEEP_BP * self.steps_per_bp))
+        self.deep_lots = max(1.0, DEEP_ORDER_NOTIONAL / lot_notional)
+        lots_per_step = [DEEP_NOTIONAL_PER_BP / lot_notional / self.steps_per_bp * _deep_profile(d / self.steps_per_bp)
+                         for d in range(1, self.deep + 1)]
+        self._deep_arrival = [x * DEEP_CANCEL_PER_LEVEL / self.deep_lots for x in lots_per_step]  # per step, /s
+        self._deep_cum, self._deep_total = _cumulative(self._deep_arrival)
+        self.deep_limit_rate = self._deep_total  # per side
+        self.deep_cancel_rate = DEEP_CANCEL_PER_LEVEL * self.deep  # per side: a random step, its level goes
+        self.bp_lots = DEEP_NOTIONAL_PER_BP / lot_notional  # resting size of one bp near the touch, lots
         self.bids: dict[int, int] = {}  # grid index -> lots
         self.asks: dict[int, int] = {}
         # (is_bid, idx) -> [wall lots left, expiry_us, fate ("yield": gets absorbed, "hold": stops the trend,
@@ -86,7 +167,7 @@ class SyntheticModel:
         self.t_us = origin_us
         self.next_trim_us = origin_us + 1_000_000
         self.stats = {"limit": 0, "cancel": 0, "market": 0, "walls": 0, "walls_pulled": 0, "walls_absorbed": 0,
-                      "wall_hits": 0, "reversals": 0}
+                      "wall_hits": 0, "reversals": 0, "deep_limit": 0, "deep_cancel": 0}
         self._seed_book()
         self._new_regime()
         self.next_event_us = self.t_us + self._draw_dt()
@@ -94,7 +175,10 @@ class SyntheticModel:
     @property
     def minute_qty_units(self) -> int:
         """Typical traded quantity per minute (for back-filled candles), in qty_units."""
-        return int(MARKET_RATE * 60 * self.mean_lots * 1.8 * self.lot)
+        mean_order = (SMALL_SHARE * SMALL_NOTIONAL * math.exp(SMALL_SIGMA**2 / 2)
+                      + (1 - SMALL_SHARE) * BLOCK_NOTIONAL * math.exp(BLOCK_SIGMA**2 / 2))
+        # the regimes' mean intensity is about 1 (calibrated: BTC/USDT trades ~40 BTC a minute)
+        return int(MARKET_RATE * 60 * mean_order / self.lot_notional * self.lot)
 
     # ---- book primitives -----------------------------------------------------------------------
     def _set(self, is_bid: bool, idx: int, lots: int) -> None:
@@ -108,14 +192,30 @@ class SyntheticModel:
     def _size(self) -> int:
         return max(1, int(self.mean_lots * math.exp(self.rng.gauss(-0.32, 0.8))))
 
+    def _deep_size(self) -> int:
+        return max(1, int(self.deep_lots * math.exp(self.rng.gauss(-DEEP_ORDER_SIGMA**2 / 2, DEEP_ORDER_SIGMA))))
+
     def _seed_book(self) -> None:
+        """The near-touch queues, and the deep book level by level at ``SEED_FILL`` of its equilibrium (there a
+        level is occupied with probability a / (a + c) and holds 1 + geometric(a / c) orders, for arrivals a and
+        cancellation c): it fills up over the first minutes (a level lives ~1 / c), so a warmed-up market
+        serves a fuller, lived-in book than a fresh one."""
         rng = self.rng
-        for j in range(150):
+        c = DEEP_CANCEL_PER_LEVEL
+        for j in range(self.deep):
+            a = self._deep_arrival[j]
+            p = a / (a + c)
+            p_seed = SEED_FILL * p
             for is_bid in (True, False):
-                if j > 2 and rng.random() < 0.15:
-                    continue
-                lots = max(1, int(self.mean_lots * (1.0 + j**0.3) * math.exp(rng.gauss(-0.3, 0.7))))
-                self._set(is_bid, self.best_bid - j if is_bid else self.best_ask + j, lots)
+                lots = 0
+                if j < K_LEVELS // 2 and (j <= 2 or rng.random() >= 0.15):
+                    lots = max(1, int(self.mean_lots * (1.0 + j**0.3) * math.exp(rng.gauss(-0.3, 0.7))))
+                if j >= 2 and rng.random() < p_seed:
+                    lots += self._deep_size()
+                    while rng.random() < p:
+                        lots += self._deep_size()
+                if lots:
+                    self._set(is_bid, self.best_bid - j if is_bid else self.best_ask + j, lots)
 
     def _fix_best(self, is_bid: bool) -> None:
         if is_bid:
@@ -124,7 +224,7 @@ class SyntheticModel:
             b = self.best_bid
             while b not in self.bids:
                 b -= 1
-                if b < self.best_ask - 10 * TRIM_LEVELS:
+                if b < self.best_ask - 10 * self.trim:
                     b = max(self.bids)
                     break
             self.best_bid = b
@@ -134,7 +234,7 @@ class SyntheticModel:
             a = self.best_ask
             while a not in self.asks:
                 a += 1
-                if a > self.best_bid + 10 * TRIM_LEVELS:
+                if a > self.best_bid + 10 * self.trim:
                     a = min(self.asks)
                     break
             self.best_ask = a
@@ -157,7 +257,7 @@ class SyntheticModel:
         if regime == "range":
             self.drift = 0.0
         else:
-            speed = rng.uniform(1.5, 5.0)
+            speed = rng.uniform(*TREND_BP_S) * self.steps_per_bp
             self.drift = speed if regime == "up" else -speed
 
     def _intensity(self) -> float:
@@ -168,8 +268,10 @@ class SyntheticModel:
 
     # ---- the event loop ------------------------------------------------------------------------
     def _total_rate(self) -> float:
-        self._mkt_rate = MARKET_RATE * self._intensity() * (2.5 if self.t_us < self._absorbing_until_us else 1.0)
-        return 2 * LIMIT_RATE + 2 * CANCEL_RATE + self._mkt_rate + WALL_RATE
+        absorbing = self.t_us < self._absorbing_until_us
+        self._mkt_rate = MARKET_RATE * self._intensity() * (ABSORB_RATE_X if absorbing else 1.0)
+        return (2 * LIMIT_RATE + 2 * CANCEL_RATE + self._mkt_rate + WALL_RATE
+                + 2 * self.deep_limit_rate + 2 * self.deep_cancel_rate)
 
     def _draw_dt(self) -> int:
         return max(1, int(self.rng.expovariate(self._total_rate()) * 1e6))
@@ -192,8 +294,15 @@ class SyntheticModel:
             skew = math.tanh((self.fair - mid) / 4.0)  # > 0: price should rise
             if t < self._absorbing_until_us:
                 skew = 0.9 if self._absorbing_buy else -0.9
-            u = rng.random() * (2 * LIMIT_RATE + 2 * CANCEL_RATE + self._mkt_rate + WALL_RATE)
-            if u < 2 * LIMIT_RATE:
+            near = 2 * LIMIT_RATE + 2 * CANCEL_RATE + self._mkt_rate + WALL_RATE
+            u = rng.random() * (near + 2 * self.deep_limit_rate + 2 * self.deep_cancel_rate)
+            if u >= near:
+                u -= near
+                if u < 2 * self.deep_limit_rate:
+                    self._deep_limit(u < self.deep_limit_rate)
+                else:
+                    self._deep_cancel(u < 2 * self.deep_limit_rate + self.deep_cancel_rate)
+            elif u < 2 * LIMIT_RATE:
                 is_bid = rng.random() < 0.5 + 0.25 * skew
                 # liquidity against the trend backs away: it is placed further from the touch
                 self._limit(is_bid, int(6 * max(0.0, -skew if is_bid else skew)))
@@ -221,6 +330,29 @@ class SyntheticModel:
             if idx < self.best_ask:
                 self.best_ask = idx
 
+    def _deep_limit(self, is_bid: bool) -> None:
+        self.stats["deep_limit"] += 1
+        j = bisect.bisect_left(self._deep_cum, self.rng.random() * self._deep_total) + 1
+        if is_bid:
+            idx = self.best_bid - j
+            self._set(True, idx, self.bids.get(idx, 0) + self._deep_size())
+        else:
+            idx = self.best_ask + j
+            self._set(False, idx, self.asks.get(idx, 0) + self._deep_size())
+
+    def _deep_cancel(self, is_bid: bool) -> None:
+        """A random step of the deep book loses its level (a wall there stays: walls are pulled whole)."""
+        j = self.rng.randint(1, self.deep)
+        idx = self.best_bid - j if is_bid else self.best_ask + j
+        lots = (self.bids if is_bid else self.asks).get(idx, 0)
+        if not lots:
+            return
+        wall = self.walls.get((is_bid, idx))
+        keep = wall[0] if wall else 0
+        if lots > keep:
+            self.stats["deep_cancel"] += 1
+            self._set(is_bid, idx, keep)
+
     def _cancel(self, is_bid: bool) -> None:
         j = bisect.bisect_left(_CANCEL_CUM, self.rng.random() * _CANCEL_TOTAL)
         idx = self.best_bid - j if is_bid else self.best_ask + j
@@ -241,7 +373,13 @@ class SyntheticModel:
     def _market(self, buy: bool) -> None:
         self.stats["market"] += 1
         rng = self.rng
-        want = max(1, int(self.mean_lots * 1.8 * math.exp(rng.gauss(-0.3, 0.9))))
+        if rng.random() < SMALL_SHARE:
+            notional = SMALL_NOTIONAL * math.exp(rng.gauss(0.0, SMALL_SIGMA))
+            block = False
+        else:
+            notional = BLOCK_NOTIONAL * math.exp(rng.gauss(0.0, BLOCK_SIGMA))
+            block = True
+        want = max(1, int(notional / self.lot_notional))
         book = self.asks if buy else self.bids
         ts_ms = self.t_us // 1000
         new_agg = True
@@ -253,7 +391,7 @@ class SyntheticModel:
             wall = self.walls.get(key)
             fill = min(want, lots)
             # several makers at one price: one trade per maker fill, one aggregate trade per level
-            parts = [fill] if fill < 3 else self._split(fill)
+            parts = self._split(fill) if block and fill >= 3 else [fill]
             for part in parts:
                 self.state.add_trade(ts_ms, idx * self.grid, part * self.lot, buy, new_agg)
                 new_agg = False
@@ -276,9 +414,11 @@ class SyntheticModel:
                         self._new_regime(reverse_of=self.regime)
                         self.fair = (self.best_bid + self.best_ask) / 2
                     elif wall[2] == "yield":
-                        # aggressors keep coming until the wall is eaten (absorption)
+                        # aggressors keep coming until the wall is eaten (absorption); a wall being eaten
+                        # is not pulled meanwhile
                         self._absorbing_until_us = self.t_us + 3_000_000
                         self._absorbing_buy = buy
+                        wall[1] = max(wall[1], self.t_us + 10_000_000)
             self._set(not buy, idx, left)
             levels += 1
             if left == 0:
@@ -287,7 +427,7 @@ class SyntheticModel:
                 break
 
     def _split(self, fill: int) -> list[int]:
-        n = min(fill, 1 + int(self.rng.expovariate(0.7)))
+        n = min(fill, 1 + int(self.rng.expovariate(1 / BLOCK_PARTS)))
         if n <= 1:
             return [fill]
         cuts = sorted(self.rng.sample(range(1, fill), n - 1))
@@ -295,22 +435,23 @@ class SyntheticModel:
 
     def _wall(self) -> None:
         rng = self.rng
-        # walls go mostly where the trend is heading (to be absorbed or to stop it)
-        if self.regime == "up":
-            is_bid = rng.random() < 0.3
-        elif self.regime == "down":
-            is_bid = rng.random() < 0.7
+        # in a trend, most walls go where it is heading (to be absorbed or to stop it)
+        if self.regime != "range" and rng.random() < WALL_NEAR_SHARE:
+            is_bid = self.regime == "down"
+            bp = rng.uniform(*WALL_NEAR_BP)
         else:
             is_bid = rng.random() < 0.5
-        d = rng.randint(3, 15)
+            bp = rng.uniform(*WALL_FAR_BP)
+        d = max(1, round(bp * self.steps_per_bp))
         idx = self.best_bid - d if is_bid else self.best_ask + d
         if (is_bid, idx) in self.walls:
             return
-        lots = int(self.mean_lots * rng.uniform(25, 60))
+        lots = int(self.bp_lots * _deep_profile(bp) * rng.uniform(*WALL_SIZE_BP))
         book = self.bids if is_bid else self.asks
         self._set(is_bid, idx, book.get(idx, 0) + lots)
         fate = "yield" if rng.random() < 0.5 else "hold"
-        self.walls[(is_bid, idx)] = [lots, self.t_us + int((20 + rng.expovariate(1 / 60)) * 1e6), fate, lots]
+        life_s = WALL_MIN_S + WALL_MEDIAN_S * math.exp(rng.gauss(0.0, WALL_SIGMA))
+        self.walls[(is_bid, idx)] = [lots, self.t_us + int(life_s * 1e6), fate, lots]
         self.stats["walls"] += 1
 
     def _expire_walls(self) -> None:
@@ -326,11 +467,11 @@ class SyntheticModel:
                 self._fix_best(is_bid)
 
     def _trim(self) -> None:
-        lo = self.best_bid - TRIM_LEVELS
+        lo = self.best_bid - self.trim
         for idx in [i for i in self.bids if i < lo]:
             self.walls.pop((True, idx), None)
             self._set(True, idx, 0)
-        hi = self.best_ask + TRIM_LEVELS
+        hi = self.best_ask + self.trim
         for idx in [i for i in self.asks if i > hi]:
             self.walls.pop((False, idx), None)
             self._set(False, idx, 0)
@@ -344,10 +485,10 @@ class SyntheticSource:
 
     ``warm_up_s``: run the model that many simulated seconds before ``origin_us`` (the models start at
     ``origin_us - warm_up_s``, the back-filled candles end there, and the warm-up's own trades make the
-    candles after). A freshly seeded book holds ~150 levels a side and fills up to its equilibrium
-    (~190 a side, levels within ``TRIM_LEVELS`` grid steps of the best) over about 10 simulated minutes;
-    with a warm-up of that length the market is served as a lived-in one, like a real venue's (the feed
-    benchmark measures memory on it). Costs ~0.025 s of CPU per symbol and simulated minute.
+    candles after). A freshly seeded book holds half of its deep book (BTC/USDT: ~190 levels a side) and fills
+    up to its equilibrium (~420 a side, out to ``TRIM_BP`` basis points of the best) over about 3 simulated
+    minutes; with a warm-up the market is served as a lived-in one, like a real venue's (the feed benchmark
+    measures memory on it). Costs ~0.07 s of CPU per symbol and simulated minute (BTC/USDT).
     """
 
     def __init__(self, symbols: list[str], seed: int = 0, origin_us: int | None = None,

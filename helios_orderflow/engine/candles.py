@@ -12,23 +12,16 @@ counted exactly once, so per-candle deltas always sum to the CVD.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.core.timeframes import timeframe_us  # noqa: F401 (kept import path)
 
-_TF = re.compile(r"^(\d+)([smhdw])$")
-_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
+if TYPE_CHECKING:
+    from helios_orderflow.signals.exhaustion import ExhaustionDetector
+    from helios_orderflow.signals.walls import Wall, WallTracker
 
 NAN = math.nan
-
-
-def timeframe_us(timeframe: str) -> int:
-    """Freqtrade-style timeframe (``30s``, ``1m``, ``5m``, ``1h``, ``1d``, ``1w``) in microseconds."""
-    m = _TF.match(timeframe.strip())
-    if not m or int(m.group(1)) <= 0:
-        raise HeliosError(f"timeframe {timeframe!r} is not like 1m, 5m, 1h or 1d")
-    return int(m.group(1)) * _UNIT_US[m.group(2)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +72,50 @@ class CandleFeatures:
     exhaustion_down: int
     #: 1 when the book was in sync and not crossed at the close (book-based columns are valid), else 0.
     book_ok: int
+    #: 1 when a usable book existed at some moment of the candle, else 0 (always 0 for a trades-only source,
+    #: such as Freqtrade's downloaded trades: its book columns are NaN and book signals never fire).
+    had_book: int = 0
+    #: Volume profile of the session so far at the close (POC, value area high and low; quote units, NaN before
+    #: the session's first trade), and of the whole previous session (NaN when it had no trades in the data).
+    session_poc: float = NAN
+    session_vah: float = NAN
+    session_val: float = NAN
+    prev_session_poc: float = NAN
+    prev_session_vah: float = NAN
+    prev_session_val: float = NAN
+    #: The measurements the signals compare with their thresholds, so that a strategy can search stricter
+    #: thresholds without recomputing features (docs/signals.md, "Measurements behind the signals").
+    #: Largest fraction of a wall's peak size absorbed by the absorptions that fired in the candle (0.0: none).
+    absorption_bull_frac: float = 0.0
+    absorption_bear_frac: float = 0.0
+    #: Smallest recent / prior-average taker volume ratio of the exhaustions that fired in the candle (NaN: none).
+    exhaustion_up_volume_ratio: float = NAN
+    exhaustion_down_volume_ratio: float = NAN
+    #: Nearest active wall per side at the close: its size over the median bin size, and its age, both at the
+    #: last scan (seconds since first seen as a candidate); NaN = no wall.
+    bid_wall_size_k: float = NAN
+    ask_wall_size_k: float = NAN
+    bid_wall_age_s: float = NAN
+    ask_wall_age_s: float = NAN
 
 
 CANDLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CandleFeatures))
+
+
+def signal_measures(walls: WallTracker | None, exhaustion: ExhaustionDetector, bid_wall: Wall | None,
+                    ask_wall: Wall | None) -> dict[str, float]:
+    """The open candle's measurement fields of ``CandleFeatures`` (keyword arguments): absorption and
+    exhaustion from their detectors (reset by their ``new_candle`` at each close), the walls' from the nearest
+    ``bid_wall`` / ``ask_wall`` at the close (None: none, or the book is not usable)."""
+    bid_k, bid_age = walls.wall_measures(bid_wall) if walls is not None else (NAN, NAN)
+    ask_k, ask_age = walls.wall_measures(ask_wall) if walls is not None else (NAN, NAN)
+    return {
+        "absorption_bull_frac": walls.bull_frac if walls is not None else 0.0,
+        "absorption_bear_frac": walls.bear_frac if walls is not None else 0.0,
+        "exhaustion_up_volume_ratio": exhaustion.up_volume_ratio,
+        "exhaustion_down_volume_ratio": exhaustion.down_volume_ratio,
+        "bid_wall_size_k": bid_k, "ask_wall_size_k": ask_k, "bid_wall_age_s": bid_age, "ask_wall_age_s": ask_age,
+    }
 
 
 class CandleAccumulator:
@@ -89,7 +123,7 @@ class CandleAccumulator:
 
     __slots__ = (
         "open_time_us", "open", "high", "low", "close", "volume", "trades", "buy_volume", "sell_volume",
-        "ofi", "ofi_multi", "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down",
+        "ofi", "ofi_multi", "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down", "had_book",
     )
 
     def __init__(self, open_time_us: int, last_close: float) -> None:
@@ -108,6 +142,7 @@ class CandleAccumulator:
         self.absorption_bear = 0
         self.exhaustion_up = 0
         self.exhaustion_down = 0
+        self.had_book = 0
 
     def add_trade(self, price: float, amount: float, is_buy: bool) -> None:
         if self.trades == 0:

@@ -19,8 +19,10 @@ processing (receive) order. The engine is a pure, deterministic function of that
   not above the last one counted (and whose time is not later) was delivered again; it is dropped before it
   touches anything and counted in ``health.duplicate_trades``.
 - Per-event work is small and does not grow with the book: a trade updates running sums; a book message
-  updates a short sorted list of the best levels (``ofi.TopLevels``) and the OFI sums. Whole-book work
-  (walls, depth imbalance, heatmap columns) runs on the timer grid, on NumPy copies of the book.
+  updates, in the loop that applies it, a short sorted list of the best levels (a tracked ``BookSide``) and
+  the OFI sums. Whole-book work (walls, depth imbalance, heatmap columns) runs on the timer grid, on NumPy
+  arrays of the book, which a deep side updates from the prices changed since the last read instead of
+  converting every level (``BookSide.arrays``: the same arrays either way).
 
 ``snapshot()`` returns an immutable ``PairState`` (cheap: a few microseconds) for SharedState and readers
 on other threads. Closed candles (``CandleFeatures``) go to ``on_candle`` and to a bounded history.
@@ -45,18 +47,20 @@ from collections.abc import Callable
 
 import numpy as np
 
+from helios_orderflow.book.arrays import sorted_arrays
 from helios_orderflow.book.sync import BookSync, DeltaResult
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
 from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.core.trade_ids import INCREASING_TRADE_IDS, TradeIdGuard
-from helios_orderflow.engine.candles import CandleAccumulator, CandleFeatures, timeframe_us
+from helios_orderflow.engine.candles import CandleAccumulator, CandleFeatures, signal_measures, timeframe_us
 from helios_orderflow.engine.pair_state import BookHealth, PairState
 from helios_orderflow.signals.absorption import AbsorptionSignal
 from helios_orderflow.signals.cvd import Cvd
 from helios_orderflow.signals.exhaustion import BUCKET_US, ExhaustionDetector, ExhaustionSignal
 from helios_orderflow.signals.heatmap import TICK_LEVELS, Heatmap, heatmap_grid, infer_tick, side_reach
-from helios_orderflow.signals.ofi import TopLevels, depth_imbalance, ofi_levels, queue_imbalance, weighted_mid
+from helios_orderflow.signals.ofi import depth_imbalance, ofi_levels, queue_imbalance, weighted_mid
+from helios_orderflow.signals.volume_profile import RunningProfile, auto_profile_bin
 from helios_orderflow.signals.vwap import SessionVwap
 from helios_orderflow.signals.walls import WallTracker
 
@@ -98,8 +102,9 @@ class PairEngine:
         self.sync = BookSync()
         self.book = self.sync.book
         self._n_levels = s.flow.ofi_levels
-        self._bid_top = TopLevels(self.book.bids, self._n_levels)
-        self._ask_top = TopLevels(self.book.asks, self._n_levels)
+        # The best levels after every message and the arrays of the whole-book work, kept by the sides.
+        self.book.bids.track(self._n_levels)
+        self.book.asks.track(self._n_levels)
         self._prev_bids: list[tuple[float, float]] = []
         self._prev_asks: list[tuple[float, float]] = []
         self._ofi_base = False  # the previous top levels are a valid OFI baseline
@@ -116,6 +121,14 @@ class PairEngine:
         self._last_mid = NAN
         self.cvd = Cvd()
         self.vwap = SessionVwap()
+        # Session volume profile: trades of the open candle wait in two lists (an append per trade on the hot
+        # path) and join the running profile at each candle close; the profile (and its bin, when "auto") is
+        # made anew at each session start, from the session's first trade.
+        self._vp_settings = s.volume_profile
+        self._vp: RunningProfile | None = None
+        self._vp_prices: list[float] = []
+        self._vp_amounts: list[float] = []
+        self._prev_session_levels = (NAN, NAN, NAN)
         self.exhaustion = ExhaustionDetector(s.exhaustion)
         self.walls: WallTracker | None = None  # created with the first usable book (needs the bin size)
         self.heatmap: Heatmap | None = None
@@ -154,8 +167,9 @@ class PairEngine:
         """Apply one event (any type of ``events.py``) of this engine's symbol."""
         if ev.symbol != self.symbol:
             raise HeliosError(f"event for {ev.symbol} fed to the {self.symbol} engine; route events by symbol")
-        if (ev.__class__ is Trade and ev.exchange in INCREASING_TRADE_IDS
-                and not self._trade_ids.admit(ev.trade_id, ev.ts_us)):
+        t = ev.__class__
+        if (t is Trade and ev.exchange in INCREASING_TRADE_IDS
+                and not self._trade_ids.admit(ev.trade_id, ev.ts_us)):  # type: ignore[union-attr]
             return  # delivered again: counting it twice would move CVD, VWAP and every volume after it
         ts = ev.ts_us
         if ts > self.clock_us:
@@ -163,7 +177,11 @@ class PairEngine:
                 self._advance(ts)
             self.clock_us = ts
         self.events += 1
-        t = type(ev)
+        if t is Trade:  # most events: dispatched first
+            if self._deferred:  # a trade sees the walls of every scan already due
+                self.settle()
+            self._on_trade(ev)  # type: ignore[arg-type]
+            return
         if t is BookDelta:
             # Applying a diff reads nothing deferred work writes: it need not wait for it, it only notes
             # the amounts it replaces, so the work still sees the book of its own time.
@@ -180,8 +198,6 @@ class PairEngine:
                         ua[p] = levels.get(p)
             res = self.sync.on_delta(ev)  # type: ignore[arg-type]
             if res is DeltaResult.APPLIED:
-                self._bid_top.apply(ev.bids)  # type: ignore[union-attr]
-                self._ask_top.apply(ev.asks)  # type: ignore[union-attr]
                 self.last_book_ts_us = ts
                 self._book_changed(True)
             elif res is DeltaResult.GAP:
@@ -192,11 +208,9 @@ class PairEngine:
         if t is BestBidOffer:
             self.bbo_events += 1
             return
-        if self._deferred:  # a trade, a snapshot or a gap sees the walls of every scan already due
+        if self._deferred:  # a snapshot or a gap sees the walls of every scan already due
             self.settle()
-        if t is Trade:
-            self._on_trade(ev)  # type: ignore[arg-type]
-        elif t is BookSnapshot:
+        if t is BookSnapshot:
             self._on_snapshot(ev)  # type: ignore[arg-type]
         elif t is FeedGap:
             self.feed_gaps += 1
@@ -213,6 +227,8 @@ class PairEngine:
         buy = ev.side == "buy"
         self.cvd.add(q, buy)
         self.vwap.add(p, q)
+        self._vp_prices.append(p)
+        self._vp_amounts.append(q)
         self.candle.add_trade(p, q, buy)
         self.exhaustion.add_trade(p, q, buy, self.cvd.total)
         self.last_price = p
@@ -231,8 +247,6 @@ class PairEngine:
 
     def _on_snapshot(self, ev: BookSnapshot) -> None:
         self.sync.on_snapshot(ev)
-        self._bid_top.rebuild()
-        self._ask_top.rebuild()
         self._ofi_base = False  # no OFI across a snapshot: the change is not order flow
         self.last_book_ts_us = ev.ts_us
         if self.sync.in_sync:
@@ -243,8 +257,8 @@ class PairEngine:
     def _book_changed(self, count_ofi: bool) -> None:
         self._book_version += 1
         n = self._n_levels
-        bids = self._bid_top.top(n)
-        asks = self._ask_top.top(n)
+        bids = self.book.bids.best_levels(n)
+        asks = self.book.asks.best_levels(n)
         if not bids or not asks:
             self._book_ok = False
             self._ofi_base = False
@@ -257,6 +271,7 @@ class PairEngine:
         if not self._book_ok and self.walls is None:
             self._init_market((bids[0][0] + asks[0][0]) / 2.0)
         self._book_ok = True
+        self.candle.had_book = 1
         if count_ofi and self._ofi_base:
             e1, em = ofi_levels(self._prev_bids, self._prev_asks, bids, asks, n)
             self.ofi_last = e1
@@ -326,6 +341,8 @@ class PairEngine:
             if self._session_end == t:
                 self.cvd.new_session(t)
                 self.vwap.reset()
+                self._prev_session_levels = self._session_levels()
+                self._vp = None
                 self._session_end += _DAY_US
             self._next_due = min(self._next_sample, self._next_scan, self._next_bucket, self._candle_end,
                                  self._session_end)
@@ -361,7 +378,9 @@ class PairEngine:
 
     def _book_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays_version != self._book_version or self._arrays is None:
-            self._arrays = _arrays(self.book.bids.levels, self.book.asks.levels)
+            bp, bq = self.book.bids.arrays()
+            ap, aq = self.book.asks.arrays()
+            self._arrays = (bp, bq, ap, aq)
             self._arrays_version = self._book_version
         return self._arrays
 
@@ -411,20 +430,22 @@ class PairEngine:
         if self._book_ok:
             mid = self._mid()
             self._last_mid = mid
+            scalars = (self._prev_bids[0][0], self._prev_asks[0][0], self.cvd.total, self.ofi_total)
             if self.defer_timers:
-                self._defer(self._sample_column, (hm, t, mid, hm.take_trades()), True)
+                self._defer(self._sample_column, (hm, t, mid, hm.take_trades(), scalars), True)
             else:
-                hm.sample(t, mid, self._book_arrays())
+                hm.sample(t, mid, self._book_arrays(), None, scalars)
         elif not math.isnan(self._last_mid):
+            scalars = (NAN, NAN, self.cvd.total, self.ofi_total)
             if self.defer_timers:  # columns stay in order behind any deferred one
-                self._defer(self._sample_column, (hm, t, self._last_mid, hm.take_trades()), False)
+                self._defer(self._sample_column, (hm, t, self._last_mid, hm.take_trades(), scalars), False)
             else:
-                hm.sample(t, self._last_mid, None)
+                hm.sample(t, self._last_mid, None, None, scalars)
 
     @staticmethod
     def _sample_column(hm: Heatmap, t: int, mid: float, trades: dict[int, list[float]],
-                       book: _BookArrays | None) -> None:
-        hm.sample(t, mid, book, trades)
+                       scalars: tuple[float, float, float, float], book: _BookArrays | None) -> None:
+        hm.sample(t, mid, book, trades, scalars)
 
     def _scan(self, t: int) -> None:
         if not self._book_ok or self.walls is None:
@@ -449,9 +470,25 @@ class PairEngine:
         self.depth_imbalance = depth_imbalance(bp, bq, ap, aq, mid, self.settings.flow.depth_imbalance_bps)
         self.walls.scan(t, mid, bp, bq, ap, aq)  # type: ignore[union-attr]
 
+    def _session_levels(self) -> tuple[float, float, float]:
+        """(POC, VAH, VAL) of the session's trades so far (NaN before its first trade)."""
+        prices, amounts = self._vp_prices, self._vp_amounts
+        if prices:
+            vp = self._vp
+            if vp is None:
+                b = self._vp_settings.bin_size
+                size = auto_profile_bin(prices[0]) if isinstance(b, str) else float(b)
+                vp = self._vp = RunningProfile(size, self._vp_settings.value_area_pct,
+                                               self._vp_settings.value_area_step)
+            vp.add_many(prices, amounts)
+            self._vp_prices, self._vp_amounts = [], []
+        return self._vp.levels() if self._vp is not None else (NAN, NAN, NAN)
+
     def _candle_features(self) -> CandleFeatures:
         """The open candle's features as of now (book values from the current book and the last scan)."""
         c = self.candle
+        poc, vah, val = self._session_levels()
+        ppoc, pvah, pval = self._prev_session_levels
         v, u1, l1, u2, l2 = self.vwap.bands()
         if self._book_ok:
             (pb, qb), (pa, qa) = self._prev_bids[0], self._prev_asks[0]
@@ -468,6 +505,8 @@ class PairEngine:
             di, qi, wm, mid, spread,
             bw.price if bw else NAN, bw.size if bw else NAN, aw.price if aw else NAN, aw.size if aw else NAN,
             c.absorption_bull, c.absorption_bear, c.exhaustion_up, c.exhaustion_down, int(self._book_ok),
+            c.had_book, poc, vah, val, ppoc, pvah, pval,
+            **signal_measures(self.walls, self.exhaustion, bw, aw),
         )
 
     def _close_candle(self, t: int) -> None:
@@ -475,7 +514,11 @@ class PairEngine:
         self.last_candle = cf
         self.history.append(cf)
         self.candles_closed += 1
+        self.exhaustion.new_candle()
+        if self.walls is not None:
+            self.walls.new_candle()
         self.candle.reset(t, self.candle.close)
+        self.candle.had_book = int(self._book_ok)  # the book the new candle opens with
         if self.on_candle is not None:
             self.on_candle(cf)
 
@@ -493,6 +536,23 @@ class PairEngine:
             s.in_sync, self._book_ok, s.snapshots, s.applied, s.stale_dropped, s.gaps, s.buffer_overflows,
             self.feed_gaps, self.crossed, s.last_gap, self.last_book_ts_us, self._trade_ids.dropped,
         )
+
+    def __getstate__(self) -> dict[str, object]:
+        """What a checkpoint keeps (``recording/checkpoints.py``): everything but the heatmap's ring of columns
+        (11 MB that only the page draws: its grid is kept, and a restored engine starts an empty ring on it) and
+        the candle callback (a function of the process that set it)."""
+        state = self.__dict__.copy()
+        hm = state.get("heatmap")
+        if isinstance(hm, Heatmap):
+            state["heatmap"] = (hm.bin_size, hm.half_bins)
+        state["on_candle"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        grid = state.get("heatmap")
+        self.__dict__.update(state)
+        if isinstance(grid, tuple):
+            self.heatmap = Heatmap(self.settings.heatmap, float(grid[0]), int(grid[1]))
 
     def snapshot(self) -> PairState:
         """An immutable view of the engine now (safe to hand to other threads)."""
@@ -528,10 +588,6 @@ class PairEngine:
 def _arrays(bids: dict[float, float], asks: dict[float, float]) -> _BookArrays:
     """(bid prices, bid sizes, ask prices, ask sizes) of a book's levels, ascending by price: sums over
     them then do not depend on the order the levels were inserted in (a deferred timer's book is rebuilt)."""
-    out = []
-    for levels in (bids, asks):
-        p = np.fromiter(levels.keys(), np.float64, len(levels))
-        q = np.fromiter(levels.values(), np.float64, len(levels))
-        order = np.argsort(p)
-        out += [p[order], q[order]]
-    return out[0], out[1], out[2], out[3]
+    bp, bq = sorted_arrays(bids)
+    ap, aq = sorted_arrays(asks)
+    return bp, bq, ap, aq

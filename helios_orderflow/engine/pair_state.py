@@ -85,7 +85,8 @@ class PairState:
     absorptions: int
     exhaustions: int
     health: BookHealth
-    #: The newest heatmap columns (None when the heatmap is off or has no column yet).
+    #: The newest heatmap columns (None when the heatmap is off or has no column yet); ``heatmap.since(n)``
+    #: reads every column after ``n`` up to this state's from the engine's ring, from any thread.
     heatmap: HeatmapColumns | None
     #: The last closed candle and how many candles have closed.
     candle: CandleFeatures | None

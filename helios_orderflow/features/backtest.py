@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,10 @@ import pandas as pd
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.engine.candles import timeframe_us
-from helios_orderflow.features.compute import FEATURE_COLUMNS, INT_COLUMNS, candles_to_frame, compute_features
+from helios_orderflow.features.compute import FEATURE_COLUMNS, INT_COLUMNS, candles_to_frame
+from helios_orderflow.features.parallel import build_features
 from helios_orderflow.recording.reader import RecordingIndex, index_recording
+from helios_orderflow.recording.store import Location, location
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ ORDERFLOW_COLUMNS: tuple[str, ...] = tuple(PREFIX + c for c in FEATURE_COLUMNS i
 #: Columns whose neutral value is 0 (counts, flow sums, flags); all others are NaN.
 _ZERO_COLUMNS = frozenset(
     PREFIX + c for c in ("volume", "trades", "buy_volume", "sell_volume", "delta", "ofi", "ofi_multi",
-                         "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down", "book_ok")
+                         "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down", "book_ok",
+                         "had_book", "absorption_bull_frac", "absorption_bear_frac")
 )
 _INT_COLUMNS = frozenset(PREFIX + c for c in INT_COLUMNS)
 _DATA_TABLES = ("book", "trades", "bbo")
@@ -99,16 +102,18 @@ def dates_us(dates: pd.Series) -> np.ndarray:
     return _utc(dates).dt.as_unit("us").astype("int64").to_numpy()
 
 
-def find_recordings(root: Path) -> list[Path]:
-    """``root`` when it is a recording, plus every direct subfolder that is one (sorted by name)."""
+def find_recordings(root: Location) -> list[Location]:
+    """``root`` when it is a recording, plus every direct subfolder that is one (sorted by name). ``root`` may
+    be an object store's folder (``RemotePath``, recording/store.py)."""
     if not root.is_dir():
         return []
 
-    def is_recording(p: Path) -> bool:
+    def is_recording(p: Location) -> bool:
         return any((p / t).is_dir() for t in _DATA_TABLES)
 
     found = [root] if is_recording(root) else []
-    found.extend(p for p in sorted(root.iterdir())
+    children: list[Location] = list(root.iterdir())
+    found.extend(p for p in sorted(children, key=lambda p: p.name)
                  if p.is_dir() and not p.name.startswith((".", "_")) and is_recording(p))
     return found
 
@@ -121,9 +126,9 @@ class RecordedFeatures:
     ``warn``: where the one-line warnings go (default this module's logger).
     """
 
-    def __init__(self, root: Path, exchange: str, timeframe: str, settings: HeliosSettings | None = None, *,
+    def __init__(self, root: Location, exchange: str, timeframe: str, settings: HeliosSettings | None = None, *,
                  cache: bool = True) -> None:
-        self.root = Path(root)
+        self.root = location(root)
         self.exchange = exchange
         self.timeframe = timeframe
         self.tf_us = timeframe_us(timeframe)
@@ -131,19 +136,21 @@ class RecordedFeatures:
         self.cache = cache
         self._frames: dict[str, pd.DataFrame] = {}
         self._index: dict[str, np.ndarray] = {}
+        #: How many times ``merge`` served each pair's table (the reuse line below).
+        self._merged: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
-        self._recordings: list[Path] | None = None
+        self._recordings: list[Location] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Hyperopt pickles the strategy: send settings only; frames are reloaded from the disk cache.
         state = {k: getattr(self, k) for k in ("root", "exchange", "timeframe", "tf_us", "settings", "cache")}
-        state.update(_frames={}, _index={}, _warned=set(self._warned), _recordings=None)
+        state.update(_frames={}, _index={}, _merged={}, _warned=set(self._warned), _recordings=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def recordings(self) -> list[Path]:
+    def recordings(self) -> list[Location]:
         if self._recordings is None:
             self._recordings = find_recordings(self.root)
         return self._recordings
@@ -170,14 +177,32 @@ class RecordedFeatures:
 
     def frame(self, pair: str) -> pd.DataFrame:
         """The prefixed feature table of ``pair`` over all recordings (empty when it has none)."""
-        cached = self._frames.get(pair)
-        if cached is not None:
-            return cached
-        parts = []
-        for rec, exchange in self._streams(pair):
-            f = compute_features(rec, pair, self.timeframe, self.settings, exchange=exchange, cache=self.cache)
+        if pair not in self._frames:
+            self.prefetch([pair])
+        return self._frames[pair]
+
+    def prefetch(self, pairs: Iterable[str]) -> None:
+        """Build the tables of ``pairs`` at once: every (pair, day) chunk of every recording in one pool of
+        ``helios.backtest.workers`` local processes, or on the Dask cluster ``helios.backtest.dask``
+        (``features/parallel.py``; the same frames as one replay, bit for bit)."""
+        todo = [p for p in dict.fromkeys(pairs) if p not in self._frames]
+        requests: list[tuple[RecordingIndex, str, str]] = []
+        for pair in todo:
+            requests.extend((rec, exchange, pair) for rec, exchange in self._streams(pair))
+        b = self.settings.backtest
+        built = build_features(requests, self.timeframe, self.settings, workers=b.workers, dask=b.dask,
+                               cache=self.cache, progress=sys.stderr.isatty()) if requests else []
+        parts: dict[str, list[pd.DataFrame]] = {p: [] for p in todo}
+        for (rec, _, pair), f in zip(requests, built, strict=True):
+            # One line per table built: hyperopt's epochs must not build again (tests/test_hyperopt.py).
+            log.info("helios: order-flow features of %s from %s: cache %s (%d candles)", pair, rec.base,
+                     f.attrs.get("helios_cache", "off"), len(f))
             if len(f):
-                parts.append(f)
+                parts[pair].append(f)
+        for pair in todo:
+            self._keep(pair, parts[pair])
+
+    def _keep(self, pair: str, parts: list[pd.DataFrame]) -> None:
         if parts:
             frame = pd.concat(parts, ignore_index=True).sort_values("date", kind="stable")
             frame = prefixed(frame.drop_duplicates("date", keep="first").reset_index(drop=True))
@@ -192,12 +217,16 @@ class RecordedFeatures:
             )
         self._frames[pair] = frame
         self._index[pair] = dates_us(frame["date"])
-        return frame
 
     def merge(self, dataframe: pd.DataFrame, pair: str) -> pd.DataFrame:
         """``dataframe`` (Freqtrade's, with ``date``) with the pair's order-flow columns; one warning per
         pair when some candles have no recorded order flow."""
         frame = self.frame(pair)
+        uses = self._merged[pair] = self._merged.get(pair, 0) + 1
+        if uses > 1:
+            # hyperopt --analyze-per-epoch calls populate_indicators every epoch: say that the table was served
+            # from memory, not built or read again (tests/test_hyperopt.py counts these lines).
+            log.info("helios: order-flow features of %s: in memory, use %d (%d candles)", pair, uses, len(frame))
         out, missing = merge_features(dataframe, frame)
         if missing and len(frame) and len(dataframe):
             first, last = frame["date"].iloc[0], frame["date"].iloc[-1]

@@ -44,15 +44,16 @@ from helios_orderflow.recording.reader import (
     list_streams,
     read_events,
 )
+from helios_orderflow.recording.store import Location, RemotePath, local_cache_dir
 
 #: Bump when the meaning of any feature changes: old cache files are then ignored.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: had_book and the session volume profile columns
 
 #: The feature table's columns, in order (``date`` first).
 FEATURE_COLUMNS: tuple[str, ...] = ("date", *(f for f in CANDLE_FIELDS if f != "open_time_us"))
 #: The integer columns of the table (counts and flags); every other column but ``date`` is float64.
 INT_COLUMNS: tuple[str, ...] = ("trades", "absorption_bull", "absorption_bear", "exhaustion_up", "exhaustion_down",
-                                "book_ok")
+                                "book_ok", "had_book")
 
 
 def candles_to_frame(candles: list[CandleFeatures]) -> pd.DataFrame:
@@ -79,7 +80,7 @@ def engine_settings(settings: HeliosSettings | None) -> HeliosSettings:
 
 
 def compute_features(
-    events_or_recording: Iterable[Event] | str | os.PathLike[str] | RecordingIndex,
+    events_or_recording: Iterable[Event] | str | os.PathLike[str] | RecordingIndex | RemotePath,
     symbol: str,
     timeframe: str = "1m",
     settings: HeliosSettings | None = None,
@@ -102,7 +103,7 @@ def compute_features(
     past its own close).
     The frame's ``attrs["helios_cache"]`` is ``"hit"``, ``"miss"`` or ``"off"``.
     """
-    if isinstance(events_or_recording, (str, os.PathLike, RecordingIndex)):
+    if isinstance(events_or_recording, (str, os.PathLike, RecordingIndex, RemotePath)):
         # One walk of the recording's folders serves the stream lookup, the cache key and the read.
         return _from_recording(index_recording(events_or_recording), symbol, timeframe, settings, exchange, start_us,
                                end_us,
@@ -139,7 +140,7 @@ def _run(events: Iterable[Event], exchange: str, symbol: str, timeframe: str, se
     return candles_to_frame(rows)
 
 
-def resolve_stream(root: Path | RecordingIndex, symbol: str | None, exchange: str | None) -> tuple[str, str]:
+def resolve_stream(root: Location | RecordingIndex, symbol: str | None, exchange: str | None) -> tuple[str, str]:
     """(exchange, symbol) of the one stream of ``root`` matching the given filters, or a HeliosError."""
     index = index_recording(root)
     root = index.base
@@ -161,7 +162,7 @@ def cache_key(content_key: str, exchange: str, symbol: str, timeframe: str, sett
     """Hash of everything a feature frame depends on."""
     s = engine_settings(settings)
     relevant = {name: dataclasses.asdict(getattr(s, name))
-                for name in ("heatmap", "flow", "walls", "absorption", "exhaustion")}
+                for name in ("heatmap", "flow", "walls", "absorption", "exhaustion", "volume_profile")}
     payload = json.dumps(
         {"v": FEATURES_VERSION, "content": content_key, "exchange": exchange, "symbol": symbol,
          "timeframe": timeframe, "start_us": start_us, "end_us": end_us, "partial": include_partial,
@@ -171,33 +172,60 @@ def cache_key(content_key: str, exchange: str, symbol: str, timeframe: str, sett
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def feature_cache_path(index: RecordingIndex, exchange: str, symbol: str, timeframe: str,
+                       settings: HeliosSettings | None, start_us: int | None, end_us: int | None,
+                       include_partial: bool, cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Where the frame of one stream is cached (``cache_dir``, or ``<recording>/.cache/features``)."""
+    key = cache_key(content_key(index, exchange, symbol), exchange, symbol, timeframe,
+                    settings or HeliosSettings(), start_us, end_us, include_partial)
+    return cache_folder(index, cache_dir) / f"{exchange}_{symbol_to_path(symbol)}_{timeframe}_{key[:24]}.parquet"
+
+
+def cache_folder(index: RecordingIndex, cache_dir: str | os.PathLike[str] | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if isinstance(index.base, RemotePath):  # an object store's recording: a local cache (recording/store.py)
+        return local_cache_dir(index.base) / "features"
+    return index.base / ".cache" / "features"
+
+
+def read_cached(path: Path) -> pd.DataFrame | None:
+    """The cached frame at ``path`` (``attrs["helios_cache"] = "hit"``), or None (absent or damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError):  # a damaged cache file is recomputed, never trusted
+        return None
+    if tuple(frame.columns) != FEATURE_COLUMNS:
+        return None
+    frame.attrs["helios_cache"] = "hit"
+    frame.attrs["helios_cache_path"] = str(path)
+    return frame
+
+
+def write_cached(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)  # readers see the whole file or none
+    frame.attrs["helios_cache_path"] = str(path)
+
+
 def _from_recording(index: RecordingIndex, symbol: str, timeframe: str, settings: HeliosSettings | None,
                     exchange: str | None, start_us: int | None, end_us: int | None, cache: bool,
                     cache_dir: str | os.PathLike[str] | None, progress: bool, include_partial: bool) -> pd.DataFrame:
-    root = index.base
     exchange, symbol = resolve_stream(index, symbol, exchange)
     path: Path | None = None
     if cache:
-        key = cache_key(content_key(index, exchange, symbol), exchange, symbol, timeframe,
-                        settings or HeliosSettings(), start_us, end_us, include_partial)
-        folder = Path(cache_dir) if cache_dir is not None else root / ".cache" / "features"
-        path = folder / f"{exchange}_{symbol_to_path(symbol)}_{timeframe}_{key[:24]}.parquet"
-        if path.is_file():
-            try:
-                frame = pd.read_parquet(path)
-            except (OSError, ValueError):  # a damaged cache file is recomputed, never trusted
-                frame = None
-            if frame is not None and tuple(frame.columns) == FEATURE_COLUMNS:
-                frame.attrs["helios_cache"] = "hit"
-                frame.attrs["helios_cache_path"] = str(path)
-                return frame
+        path = feature_cache_path(index, exchange, symbol, timeframe, settings, start_us, end_us, include_partial,
+                                  cache_dir)
+        cached = read_cached(path)
+        if cached is not None:
+            return cached
     events = read_events(index, exchange=exchange, symbol=symbol, start_us=start_us, end_us=end_us)
     frame = _run(events, exchange, symbol, timeframe, settings, progress, include_partial)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # readers see the whole file or none
-        frame.attrs["helios_cache_path"] = str(path)
+        write_cached(path, frame)
     frame.attrs["helios_cache"] = "miss" if cache else "off"
     return frame

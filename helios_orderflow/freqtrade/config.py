@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from helios_orderflow.core.settings import BacktestSettings, DashboardSettings, HeliosSettings, StrategySettings
+from helios_orderflow.recording.store import Location, is_url, open_url
 
 __all__ = ["BacktestSettings", "DashboardSettings", "HeliosConfig", "StrategySettings", "load_config", "read_section"]
 
@@ -62,17 +63,22 @@ class HeliosConfig:
         return self.runmode in LIVE_MODES
 
     @property
-    def recording_dir(self) -> Path | None:
-        """Where the live feed records (None when recording is off)."""
+    def recording_dir(self) -> Location | None:
+        """Where the live feed records (None when recording is off): a folder, or an object store's (s3://)."""
         rec = self.settings.recording
         if not rec.enabled:
             return None
-        return _under(self.user_data_dir, rec.path)
+        return self._place(rec.path)
 
     @property
-    def recordings_dir(self) -> Path:
+    def recordings_dir(self) -> Location:
         """Where recordings are read from in backtesting and the other offline modes."""
-        return _under(self.user_data_dir, self.backtest.recordings)
+        return self._place(self.backtest.recordings)
+
+    def _place(self, path: str) -> Location:
+        if is_url(path):  # an object store (recording/store.py)
+            return open_url(path, endpoint_url=self.settings.recording.endpoint_url)
+        return _under(self.user_data_dir, path)
 
     @property
     def recorded_exchange(self) -> str:

@@ -39,8 +39,9 @@ class LiveHandle:
 
 
 class LiveRegistry:
-    """Feeds by key (exchange, pairs, recording, timeframe): ``bot_start`` may run many times (FreqUI chart
-    requests), a feed starts once. Thread-safe; every feed is stopped at interpreter exit."""
+    """Feeds by key (exchange, recording, timeframe, trades kept; not the pairs: a feed follows the whitelist):
+    ``bot_start`` may run many times (FreqUI chart requests), a feed starts once. Thread-safe; every feed is
+    stopped at interpreter exit."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

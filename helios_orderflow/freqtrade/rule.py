@@ -11,7 +11,12 @@ state now; in backtests, the recorded features as of ``current_time``). The thre
      ``absorption_candles - 1`` candles before it;
   3. RSI < ``rsi_long_below``;
   4. the nearest bid wall at the close (``of_bid_wall_price``) sits below the close by more than
-     ``wall_min_bps`` basis points of the close: the wall a stop can hide behind, with room for it.
+     ``wall_min_bps`` basis points of the close: the wall a stop can hide behind, with room for it;
+  5. the order-flow thresholds, each off at its default: the absorption counted in 2. absorbed at least
+     ``absorption_frac`` of its wall (``of_absorption_bull_frac``), and the wall of 4. is at least
+     ``wall_size_k`` x the median bin (``of_bid_wall_size_k``) and ``wall_min_age_s`` old (``of_bid_wall_age_s``).
+     They filter the engine's own signals: only stricter than the engine's settings changes anything
+     (docs/strategy.md, "Hyperoptable order-flow thresholds").
   Short (futures with ``decision.allow_short``): mirrored (``of_absorption_bear``, RSI > ``rsi_short_above``,
   an ask wall above the close). A candle that is both is a long. The tags name the reason: ``LONG_TAG``,
   ``SHORT_TAG``.
@@ -24,7 +29,8 @@ state now; in backtests, the recorded features as of ``current_time``). The thre
   tick or ``risk.stop_buffer_bps`` of the entry past the wall's far edge); ``strategy.max_loss`` of the
   entry when no wall protects it. An open trade's stop only ever tightens (``tightened_stop``).
 - **Exit** (``exit_signals``): exhaustion of the trade's direction (``of_exhaustion_up`` ends a long,
-  ``of_exhaustion_down`` a short) while the book is usable.
+  ``of_exhaustion_down`` a short) while the book is usable; with ``exhaustion_volume_frac``, only one whose
+  volume ratio (``of_exhaustion_up_volume_ratio``) fell below it.
 
 Sizing (equity x risk fraction / stop distance) is ``risk.position_size``.
 """
@@ -57,12 +63,42 @@ class EntryThresholds:
     absorption_candles: int = 1
     #: The protecting wall must sit more than this many basis points of the close beyond it.
     wall_min_bps: float = 0.0
+    #: Absorption counts only when it absorbed at least this fraction of its wall's peak size
+    #: (``of_absorption_*_frac``); at or below the engine's ``absorption.frac`` (and at 0): every absorption.
+    absorption_frac: float = 0.0
+    #: The protecting wall must be at least this many times the median bin size (``of_*_wall_size_k``); 0: off.
+    wall_size_k: float = 0.0
+    #: The protecting wall must have been seen this many seconds (``of_*_wall_age_s``); 0 or at most the
+    #: engine's ``walls.min_age_s``: any wall.
+    wall_min_age_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.absorption_candles < 1:
             raise ConfigError(f"absorption_candles must be >= 1, got {self.absorption_candles}")
-        if not self.wall_min_bps >= 0:
-            raise ConfigError(f"wall_min_bps must be >= 0, got {self.wall_min_bps}")
+        for name in ("wall_min_bps", "absorption_frac", "wall_size_k", "wall_min_age_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+#: Relative slack of the threshold comparisons: the engine compares ``volume >= frac x peak x (1 - 1e-12)``
+#: and ``volume < volume_frac x prior average``, the rule the ratios; at the engine's own threshold the rule
+#: must keep every signal the engine gave, whatever the last bit of the division.
+_SLACK = 1e-9
+
+
+def _side(dataframe: pd.DataFrame, flag: str, side: str, thresholds: EntryThresholds, room_bps: pd.Series) -> pd.Series:
+    """Absorption ``flag`` ("bull"/"bear") counted over ``absorption_candles`` and the wall on ``side``
+    ("bid"/"ask") meeting the room, size and age thresholds (a column is read only when its threshold is on)."""
+    fired = dataframe[f"of_absorption_{flag}"] == 1
+    if thresholds.absorption_frac > 0:
+        fired &= dataframe[f"of_absorption_{flag}_frac"] >= thresholds.absorption_frac * (1 - _SLACK)
+    counted = fired.astype(float).rolling(thresholds.absorption_candles, min_periods=1).max() == 1
+    wall = room_bps > thresholds.wall_min_bps
+    if thresholds.wall_size_k > 0:
+        wall &= dataframe[f"of_{side}_wall_size_k"] >= thresholds.wall_size_k
+    if thresholds.wall_min_age_s > 0:
+        wall &= dataframe[f"of_{side}_wall_age_s"] >= thresholds.wall_min_age_s
+    return counted & wall
 
 
 def entry_signals(dataframe: pd.DataFrame, thresholds: EntryThresholds,
@@ -73,23 +109,28 @@ def entry_signals(dataframe: pd.DataFrame, thresholds: EntryThresholds,
     ok = dataframe["of_book_ok"] == 1
     close = dataframe["close"]
     rsi = dataframe["rsi"]
-    n = thresholds.absorption_candles
-    bull = dataframe["of_absorption_bull"].rolling(n, min_periods=1).max() == 1
-    bear = dataframe["of_absorption_bear"].rolling(n, min_periods=1).max() == 1
     bid_room_bps = (close - dataframe["of_bid_wall_price"]) / close * 1e4
     ask_room_bps = (dataframe["of_ask_wall_price"] - close) / close * 1e4
-    long = ok & bull & (rsi < thresholds.rsi_long_below) & (bid_room_bps > thresholds.wall_min_bps)
-    short = ok & bear & (rsi > thresholds.rsi_short_above) & (ask_room_bps > thresholds.wall_min_bps)
+    long = ok & _side(dataframe, "bull", "bid", thresholds, bid_room_bps) & (rsi < thresholds.rsi_long_below)
+    short = ok & _side(dataframe, "bear", "ask", thresholds, ask_room_bps) & (rsi > thresholds.rsi_short_above)
     long = long.fillna(False).astype(bool)
     short = short.fillna(False).astype(bool) & ~long if allow_short else pd.Series(False, index=dataframe.index)
     return long, short
 
 
-def exit_signals(dataframe: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def exit_signals(dataframe: pd.DataFrame, exhaustion_volume_frac: float = math.inf) -> tuple[pd.Series, pd.Series]:
     """(exit long, exit short): buying exhausted (``of_exhaustion_up``) ends a long, selling exhausted
-    (``of_exhaustion_down``) a short, on candles whose book was usable at the close."""
+    (``of_exhaustion_down``) a short, on candles whose book was usable at the close. A finite
+    ``exhaustion_volume_frac`` keeps only exhaustion whose volume ratio (``of_exhaustion_*_volume_ratio``) fell
+    below it: at or above the engine's ``exhaustion.volume_frac``, every exhaustion; below, a stricter one."""
     ok = dataframe["of_book_ok"] == 1
-    return ok & (dataframe["of_exhaustion_up"] == 1), ok & (dataframe["of_exhaustion_down"] == 1)
+    up = dataframe["of_exhaustion_up"] == 1
+    down = dataframe["of_exhaustion_down"] == 1
+    if math.isfinite(exhaustion_volume_frac):
+        limit = exhaustion_volume_frac * (1 + _SLACK)
+        up &= dataframe["of_exhaustion_up_volume_ratio"] < limit
+        down &= dataframe["of_exhaustion_down_volume_ratio"] < limit
+    return ok & up, ok & down
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,10 +44,19 @@ from freqtrade.strategy import IntParameter, IStrategy, stoploss_from_absolute
 from freqtrade.strategy.parameters import BaseParameter
 
 from helios_orderflow.engine.candles import timeframe_us
-from helios_orderflow.features.backtest import ORDERFLOW_COLUMNS, RecordedFeatures, history_frame, merge_features
+from helios_orderflow.features.backtest import (
+    ORDERFLOW_COLUMNS,
+    RecordedFeatures,
+    find_recordings,
+    history_frame,
+    merge_features,
+)
+from helios_orderflow.features.freqai import freqai_features
 from helios_orderflow.freqtrade import registry
 from helios_orderflow.freqtrade.config import HeliosConfig, load_config
 from helios_orderflow.freqtrade.credentials import install_redaction, secret_values_from_config
+from helios_orderflow.freqtrade.orderflow_columns import OrderflowParams
+from helios_orderflow.freqtrade.orderflow_trades import OrderflowCells
 from helios_orderflow.freqtrade.risk import Side, clamp_risk, position_size
 from helios_orderflow.freqtrade.rule import (
     LONG_TAG,
@@ -61,6 +70,7 @@ from helios_orderflow.freqtrade.rule import (
     stop_plan,
     tightened_stop,
 )
+from helios_orderflow.recording.store import Location
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +141,14 @@ class HeliosBase(IStrategy):
         self._plans: dict[str, dict[str, float]] = {}
         #: Stops kept per trade when the trade cannot store custom data.
         self._stops: dict[str, float] = {}
+        #: Freqtrade's order-flow columns (``add_freqtrade_orderflow``): made at the first call.
+        self._ft_orderflow: OrderflowCells | None = None
+        if self.helios.strategy.freqtrade_orderflow:
+            self.freqtrade_orderflow_cells()  # a missing or bad orderflow section stops start-up, naming the key
+            if (config.get("exchange") or {}).get("use_public_trades"):
+                log.warning("helios: exchange.use_public_trades and helios.strategy.freqtrade_orderflow are both "
+                            "on: Freqtrade downloads trades over REST and its columns replace Helios's; turn "
+                            "exchange.use_public_trades off to take them from Helios's trades")
 
     def _own_parameters(self, section: dict[str, Any]) -> None:
         """Give this instance its own copy of every hyperoptable Parameter (Freqtrade keeps their values on the
@@ -184,13 +202,34 @@ class HeliosBase(IStrategy):
         if self.is_live:
             self._live_key = self._ensure_live()
 
+    def bot_loop_start(self, current_time: datetime, **kwargs: Any) -> None:
+        """Live: the feed follows the whitelist (``helios.feed.follow_whitelist``): a pair a dynamic pairlist
+        added gets its order flow, a pair it removed stops costing. Returns at once (the change is made on the
+        feed's thread)."""
+        if not self.is_live or self._live_key is None or not self.helios.settings.feed.follow_whitelist:
+            return
+        handle = registry.LIVE.get(self._live_key)
+        if handle is None:
+            return
+        pairs = self._pairs()
+        if set(pairs) != set(handle.feed.symbols):
+            handle.feed.set_pairs(pairs)  # logs which pairs joined and left
+
     def _pairs(self) -> list[str]:
+        """The pairs the feed follows: the whitelist now (the configured one before the pairlist has run),
+        plus the informative pairs with ``helios.feed.follow_informative``."""
         dp = getattr(self, "dp", None)
         try:
             pairs = list(dp.current_whitelist()) if dp is not None else []
         except Exception:  # no pairlist yet: fall back to the configured whitelist
             pairs = []
-        return pairs or list(self.helios.pairs)
+        pairs = pairs or list(self.helios.pairs)
+        if self.helios.settings.feed.follow_informative:
+            try:
+                pairs += [str(p[0]) for p in self.informative_pairs()]
+            except Exception:  # a strategy whose informative_pairs needs what is not there yet
+                log.exception("helios: informative_pairs() failed; the feed follows the whitelist only")
+        return list(dict.fromkeys(pairs))
 
     def _ensure_live(self) -> tuple[Any, ...]:
         from helios_orderflow.live.feed import Feed
@@ -198,19 +237,32 @@ class HeliosBase(IStrategy):
         h = self.helios
         pairs = tuple(self._pairs())
         record_to = h.recording_dir
-        key = (h.exchange, pairs, str(record_to), h.timeframe)
+        keep_trades_us = self._keep_trades_us()
+        # the pairs are not part of the key: the feed follows the whitelist (``bot_loop_start``)
+        key = (h.exchange, str(record_to), h.timeframe, keep_trades_us)
 
         def make() -> registry.LiveHandle:
             return registry.LiveHandle(Feed(h.exchange, pairs, h.settings, ccxt_config=dict(h.ccxt_config),
-                                         record_to=record_to, timeframe=h.timeframe))
+                                         record_to=record_to, timeframe=h.timeframe, keep_trades_us=keep_trades_us))
 
         handle, started = registry.LIVE.ensure(key, make)
+        if not started and set(pairs) != set(handle.feed.symbols):
+            handle.feed.set_pairs(pairs)
         if started:
             log.info("helios: live order-flow feed started for %s on %s (%s), recording to %s",
                      ", ".join(pairs), h.exchange, h.timeframe, record_to or "nowhere (recording off)")
             if h.dashboard.enabled and handle.dashboard is None:
                 handle.dashboard = self._start_dashboard(handle.feed)
         return key
+
+    def _keep_trades_us(self) -> int:
+        """How much of each pair's trades the feed keeps for Freqtrade's order-flow columns: ``max_candles``
+        candles when ``helios.strategy.freqtrade_orderflow`` is on or the config has an ``orderflow`` section
+        (a strategy may call ``add_freqtrade_orderflow`` itself), else none."""
+        if not self.helios.strategy.freqtrade_orderflow and not isinstance(self.config.get("orderflow"), dict):
+            return 0
+        params = self.freqtrade_orderflow_cells().params
+        return params.max_candles * params.candle_us
 
     def _start_dashboard(self, feed: Any) -> Any:
         """The in-process liquidity page on the feed's SharedState; a failure is logged, never raised (the
@@ -255,6 +307,10 @@ class HeliosBase(IStrategy):
             h = self.helios
             self._recorded = RecordedFeatures(h.recordings_dir, h.recorded_exchange, self.timeframe, h.settings,
                                               cache=h.backtest.cache)
+            if self.runmode in ("backtest", "hyperopt"):
+                # Freqtrade asks for one pair at a time: build the whole whitelist's features at once, in
+                # parallel (helios.backtest.workers / dask; docs/research.md).
+                self._recorded.prefetch(self._pairs())
         return self._recorded
 
     # ---- the order flow in the dataframe ------------------------------------------------------------------
@@ -267,6 +323,58 @@ class HeliosBase(IStrategy):
             merged, _ = merge_features(dataframe, self._live_features(pair))
             return merged
         return self.recorded().merge(dataframe, pair)
+
+    def add_freqai_orderflow(self, dataframe: pd.DataFrame, pair: str, timeframe: str | None = None) -> pd.DataFrame:
+        """``dataframe`` with the order-flow columns as FreqAI features (``%-of_...``, no NaN;
+        ``features/freqai.py``), for ``feature_engineering_standard``, or ``feature_engineering_expand_basic`` at
+        the strategy's timeframe (pass ``metadata["tf"]`` there: the order flow exists at that timeframe only, the
+        live feed builds candles of it). Same source as ``add_orderflow``: the feed live, the recordings otherwise."""
+        if timeframe is not None and timeframe != self.timeframe:
+            raise ValueError(f"helios: order-flow features exist at the strategy's timeframe {self.timeframe}, not "
+                             f"{timeframe}; add them in feature_engineering_standard, or in "
+                             f"feature_engineering_expand_basic only when metadata['tf'] == self.timeframe")
+        return freqai_features(self.add_orderflow(dataframe, pair))
+
+    def freqtrade_orderflow_cells(self) -> OrderflowCells:
+        """The order-flow config (``timeframe``, the ``orderflow`` section) and the cells kept between calls."""
+        if self._ft_orderflow is None:
+            section = self.config.get("orderflow")
+            params = OrderflowParams.from_config({"timeframe": self.timeframe, "orderflow": section})
+            self._ft_orderflow = OrderflowCells(params)
+        return self._ft_orderflow
+
+    def add_freqtrade_orderflow(self, dataframe: pd.DataFrame, pair: str) -> pd.DataFrame:
+        """``dataframe`` with Freqtrade's order-flow columns (``trades``, ``orderflow``, ``imbalances``,
+        ``stacked_imbalances_bid`` / ``_ask``, ``max_delta``, ``min_delta``, ``bid``, ``ask``, ``delta``,
+        ``total_trades``: Freqtrade's names, dtypes and values; ``helios_orderflow.freqtrade_orderflow``) from
+        the config's ``orderflow`` section. Live: the feed's websocket trades (kept for ``max_candles``
+        candles; never waits: trades not yet received are not there); otherwise the recordings' trades. No
+        REST trade download. ``helios.strategy.freqtrade_orderflow: true`` calls this before
+        ``populate_indicators``; a strategy may call it in ``populate_indicators`` instead."""
+        cells = self.freqtrade_orderflow_cells()
+        if self.is_live:
+            key = self._live_key
+            handle = registry.LIVE.get(key) if key is not None else None
+            # None for a pair the feed does not follow (yet): NaN columns (the feed keeps trades for every pair
+            # it follows, since the config has the orderflow section)
+            tape = handle.feed.trade_tape(pair) if handle is not None else None
+            return cells.add_from_tape(dataframe, pair, tape, self._live_recordings, self.helios.exchange)
+        h = self.helios
+        return cells.add_from_recordings(dataframe, pair, find_recordings(h.recordings_dir), h.recorded_exchange)
+
+    def _live_recordings(self) -> list[Location]:
+        """Where trades from before the live feed started are: the feed's recording folder (earlier runs) and
+        the backtest recordings, when they exist."""
+        h = self.helios
+        roots = dict.fromkeys(p for p in (h.recording_dir, h.recordings_dir) if p is not None)
+        return [rec for root in roots for rec in find_recordings(root)]
+
+    def advise_indicators(self, dataframe: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+        """Freqtrade's order-flow columns first (``helios.strategy.freqtrade_orderflow``), where Freqtrade puts
+        its own: a strategy written for Freqtrade's order flow finds them in ``populate_indicators``."""
+        if self.helios.strategy.freqtrade_orderflow:
+            dataframe = self.add_freqtrade_orderflow(dataframe, metadata["pair"])
+        return super().advise_indicators(dataframe, metadata)
 
     def _live_features(self, pair: str) -> pd.DataFrame:
         """The feed's closed candles of ``pair`` as a feature frame, as published now (no waiting)."""

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 FORMATS: dict[str, str] = {
     "binance-raw": "helios_orderflow.importers.binance_raw",
     "cryptofeed": "helios_orderflow.importers.cryptofeed",
+    "freqtrade-trades": "helios_orderflow.importers.freqtrade_trades",
     "tardis": "helios_orderflow.importers.tardis",
 }
 

@@ -82,9 +82,18 @@ def _on_domain(host: str, *domains: str) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
+def url_host(url: str) -> str:
+    """The host of a capture URL; "" for one that does not parse (a damaged line: ``host:[]`` makes urllib raise
+    ValueError, which must become a skipped line, not a crash)."""
+    try:
+        return urlparse(url).hostname or ""
+    except ValueError:
+        return ""
+
+
 def venue_from_url(url: str) -> str | None:
     """The ccxt exchange id of a capture URL, or None for venues this importer does not read."""
-    host = urlparse(url).hostname or ""
+    host = url_host(url)
     if host.endswith("binance.us"):
         return "binanceus"
     if "binance" in host:
@@ -426,7 +435,7 @@ def iter_events(
         where = f"{line.path}:{line.lineno}"
         venue = state.venue(line.url)
         if venue is None:
-            host = urlparse(line.url).hostname or line.url
+            host = url_host(line.url) or line.url
             if host not in unsupported:
                 unsupported.add(host)
             stats.skip(f"message from an unsupported venue ({host}; supported: {', '.join(SUPPORTED)})", where)

@@ -4,6 +4,9 @@ Nothing else in Helios reaches into ccxt's clients. Here:
 
 - ``exchange_class``: the ccxt.pro client class of an exchange id, with a clear error for an unknown one;
 - ``error_kind``/``unsupported``: ccxt's exception classes sorted into what the feed does about them;
+- ``amount_scale``: ccxt's amount unit in base currency (contracts on OKX swaps);
+- ``watch_cancelled``: a watch call ccxt ended by cancelling its future (a connection it closed), told from
+  the feed's own cancellation;
 - ``guard_frames``: wraps every websocket client the exchange makes (frame handler, ``resolve``,
   ``on_error``/``on_close``) so that a frame ccxt cannot handle drops the connection, losses are counted per
   URL, a stray second connection is closed and each resolved update reaches the feed inside ccxt's handling;
@@ -17,11 +20,16 @@ tests/test_feed_faults.py): a ccxt upgrade that changes these internals fails th
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from helios_orderflow.book.diff import base_amount
 from helios_orderflow.core.errors import ConfigError, describe
 from helios_orderflow.core.events import NO_ID, BestBidOffer, Trade
+
+log = logging.getLogger(__name__)
 
 
 def error_kind(exc: BaseException) -> str:
@@ -35,6 +43,28 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, (ccxt.OperationFailed, ConnectionError, TimeoutError, OSError)):
         return "reconnect"
     return "error"
+
+
+def watch_cancelled(stopping: bool) -> BaseException | None:
+    """Called where a ccxt watch call raised ``CancelledError``: the error to handle as a lost connection when
+    ccxt cancelled the call's future itself, None when the feed's own task is being cancelled (``stopping``,
+    or ``Task.cancel``), which must propagate.
+
+    ccxt closes a websocket connection with ``Client.close()``, which *cancels* every future still pending
+    on it instead of rejecting it; an ``await`` on one then raises ``CancelledError`` in the caller, as if
+    the caller had been cancelled. ``Exchange.load_order_book`` does so when a book's snapshot sync fails
+    (the REST snapshot refused three times, e.g. KuCoin answering 429 or 5xx, or stale three times): the
+    failing symbol's watcher is rejected with the error, every other watcher of the connection (the other
+    pairs' books, the trades, the quotes) is cancelled. Taken for the feed's own cancellation, it would end
+    the watch loops and with them the feed thread, silently (docs/venues.md, KuCoin)."""
+    import asyncio
+
+    import ccxt
+
+    task = asyncio.current_task()
+    if stopping or task is None or task.cancelling():
+        return None
+    return ccxt.NetworkError("the connection was closed by ccxt, which cancelled the pending watch")
 
 
 def unsupported(exc: BaseException) -> bool:
@@ -187,7 +217,17 @@ def own_callbacks_only(ex: Any) -> None:
     ex.on_close, ex.on_error = if_registered(ex.on_close), if_registered(ex.on_error)
 
 
-def trade_event(exchange: str, symbol: str, t: Mapping[str, Any], local: int) -> Trade | None:
+def amount_scale(market: Mapping[str, Any]) -> float:
+    """What one unit of ccxt's amounts is in the base currency for ``market`` (a ccxt market): the contract size
+    on a linear contract counted in contracts (OKX swaps: ``ctVal``, e.g. 0.01 BTC), else 1. Inverse contracts
+    (sized in quote currency) keep their contracts: their base amount depends on the price."""
+    size = market.get("contractSize")
+    if market.get("contract") and market.get("linear") and size not in (None, 1, 1.0):
+        return float(size)
+    return 1.0
+
+
+def trade_event(exchange: str, symbol: str, t: Mapping[str, Any], local: int, scale: float = 1.0) -> Trade | None:
     side = t.get("side")
     price = t.get("price")
     amount = t.get("amount")
@@ -200,13 +240,13 @@ def trade_event(exchange: str, symbol: str, t: Mapping[str, Any], local: int) ->
         ts_us=int(ts) * 1000 if ts is not None else local,
         local_ts_us=local,
         price=float(price),
-        amount=float(amount),
+        amount=base_amount(float(amount), scale),
         side=side,
         trade_id=str(t.get("id") if t.get("id") is not None else ""),
     )
 
 
-def bbo_event(exchange: str, symbol: str, q: Mapping[str, Any], local: int) -> BestBidOffer | None:
+def bbo_event(exchange: str, symbol: str, q: Mapping[str, Any], local: int, scale: float = 1.0) -> BestBidOffer | None:
     bid, ask = q.get("bid"), q.get("ask")
     if bid is None or ask is None:
         return None
@@ -220,7 +260,40 @@ def bbo_event(exchange: str, symbol: str, q: Mapping[str, Any], local: int) -> B
         local_ts_us=local,
         update_id=int(uid) if isinstance(uid, (int, str)) and str(uid).isdigit() else NO_ID,
         bid_price=float(bid),
-        bid_amount=float(q.get("bidVolume") or 0.0),
+        bid_amount=base_amount(float(q.get("bidVolume") or 0.0), scale),
         ask_price=float(ask),
-        ask_amount=float(q.get("askVolume") or 0.0),
+        ask_amount=base_amount(float(q.get("askVolume") or 0.0), scale),
     )
+
+
+#: How long ending one subscription may take before it is given up (the pair is dropped either way).
+UNWATCH_TIMEOUT_S = 5.0
+
+
+async def unwatch(ex: Any, symbol: str, *, trades: bool) -> list[str]:
+    """End ``symbol``'s book subscription, and its trades subscription when it is the pair's own (``trades``),
+    where the venue's ccxt client can (``unWatchOrderBook``, ``unWatchTrades`` in ``ex.has``), then drop ccxt's
+    caches of it. Best effort and never raises: a pair that left the feed is ignored whatever arrives for it;
+    ending the subscriptions only saves the venue's bandwidth and ccxt's memory. Returns what was ended.
+
+    Multi-symbol subscriptions are not ended: ccxt sends an unsubscription for a subset of symbols on the
+    connection of a new subscription hash (Binance: another stream), where the venue ignores it, and ending the
+    whole subscription would stop the trades of the pairs that stay."""
+    done = []
+    calls = [("unWatchOrderBook", "un_watch_order_book")] + ([("unWatchTrades", "un_watch_trades")] if trades else [])
+    for cap, call in calls:
+        if not ex.has.get(cap):
+            continue
+        try:
+            await asyncio.wait_for(getattr(ex, call)(symbol), UNWATCH_TIMEOUT_S)
+            done.append(cap)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an unsubscription the venue refuses or never answers: the pair is gone anyway
+            log.info("%s: ending the %s subscription failed (%s); its updates are ignored", symbol, cap, describe(exc))
+    # ccxt's handlers look the symbol up in these caches: only what is no longer subscribed may go
+    for cap, name in (("unWatchOrderBook", "orderbooks"), ("unWatchTrades", "trades")):
+        cache = getattr(ex, name, None)
+        if cap in done and isinstance(cache, dict):
+            cache.pop(symbol, None)
+    return done

@@ -55,8 +55,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from helios_orderflow.core.errors import ConfigError
+from helios_orderflow.core.errors import ConfigError, describe
 from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.core.timeframes import timeframe_us
 from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.live.ccxt_edge import (
     exchange_class,
@@ -65,7 +66,11 @@ from helios_orderflow.live.malloc import pin_mmap_threshold
 from helios_orderflow.live.publish import FeedStats, Pair
 from helios_orderflow.live.runner import Runner
 from helios_orderflow.live.state import SharedState
+from helios_orderflow.live.trade_tape import TradeTape
+from helios_orderflow.live.warmup import warm_engine
+from helios_orderflow.recording.checkpoints import fingerprint
 from helios_orderflow.recording.recorder import Recorder
+from helios_orderflow.recording.store import RemotePath, location
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +100,8 @@ class Feed:
     - ``clock``: monotonic seconds for health times; SharedState reads ages with the same clock.
     - ``on_exchange``: called with the ccxt client on the feed thread right after it is created (for
       instrumentation in benchmarks and tests).
+    - ``keep_trades_us``: > 0 keeps each pair's trades of that long (exchange time) in a ``TradeTape`` in
+      candles of ``timeframe`` (``trade_tape``), for Freqtrade's order-flow columns; 0 keeps none.
     """
 
     def __init__(
@@ -104,12 +111,13 @@ class Feed:
         settings: HeliosSettings | None = None,
         *,
         ccxt_config: Mapping[str, Any] | None = None,
-        record_to: str | Path | None = None,
+        record_to: str | Path | RemotePath | None = None,
         engine: bool | EngineFactory = True,
         timeframe: str = "1m",
         state: SharedState | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_exchange: Callable[[Any], None] | None = None,
+        keep_trades_us: int = 0,
     ) -> None:
         symbols = list(dict.fromkeys(symbols))
         if not symbols:
@@ -118,7 +126,9 @@ class Feed:
         self.symbols = tuple(symbols)
         self.settings = settings or HeliosSettings()
         self.ccxt_config = dict(ccxt_config or {})
-        self.record_to = Path(record_to) if record_to is not None else None
+        # A folder, or an object store's (``s3://bucket/prefix``, recording/store.py).
+        self.record_to = (location(record_to, endpoint_url=self.settings.recording.endpoint_url)
+                          if record_to is not None else None)
         self.clock = clock
         self.on_exchange = on_exchange
         exchange_class(exchange)  # fail early, on the caller's thread, with a clear message
@@ -131,17 +141,92 @@ class Feed:
             factory = None
         else:
             factory = engine
-        self._pairs = {
-            s: Pair(exchange, s, self.settings.feed.book_depth, factory(exchange, s) if factory else None,
-                     clock)
-            for s in self.symbols
-        }
+        self._factory = factory
+        # checkpoints and warm starts need the default engine (a custom factory's engine may be anything)
+        self._checkpoints = engine is True and self.settings.recording.checkpoint_every_s > 0
+        self._warmed = not self._checkpoints
+        self._timeframe = timeframe
+        self._keep_trades_us = keep_trades_us
+        self._pairs = {s: self._make_pair(s) for s in self.symbols}
         self.stats = FeedStats(by_symbol=dict.fromkeys(self.symbols, 0))
         self.recorder: Recorder | None = None
         self._lock = threading.Lock()
         self._runner: Runner | None = None
 
+    def _warm_up(self) -> None:
+        """Before the first start: each pair's engine continues its recorded session where there is a checkpoint
+        (``warmup.py``); the others start fresh, as they would without a recording."""
+        assert self.record_to is not None
+        for p in self._pairs.values():
+            engine = p.engine
+            if engine is None or engine.events:
+                continue
+            t0 = time.monotonic()
+            try:
+                warm = warm_engine(self.record_to, self.exchange_id, p.symbol, self.settings, self._timeframe)
+            except Exception as exc:  # a bad checkpoint must not stop the bot: the pair starts fresh
+                log.warning("helios: %s could not continue its recorded session (%s); it starts fresh", p.symbol,
+                            describe(exc))
+                continue
+            if warm.engine is None:
+                log.info("helios: %s starts fresh (%s in %s)", p.symbol, warm.why, self.record_to)
+                continue
+            p.engine = warm.engine
+            p.history = tuple(warm.engine.history)
+            p.candles_seen = warm.engine.candles_closed
+            p.warmed = True
+            log.info("helios: %s continues its recorded session (%s; %.1f s)", p.symbol, warm.why,
+                     time.monotonic() - t0)
+
+    def _make_pair(self, symbol: str) -> Pair:
+        factory = self._factory
+        p = Pair(self.exchange_id, symbol, self.settings.feed.book_depth,
+                 factory(self.exchange_id, symbol) if factory else None, self.clock)
+        if self._keep_trades_us > 0:
+            p.trade_tape = TradeTape(self._keep_trades_us, timeframe_us(self._timeframe))
+        return p
+
     # ---- control (any thread) ------------------------------------------------------------------------------
+
+    def set_pairs(self, symbols: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Follow exactly ``symbols`` from now on; returns (joined, left) at once, without waiting on the feed.
+
+        Pairs that joined get a fresh engine, their books and trades (and recording); pairs that left have
+        their watch tasks cancelled, their subscriptions ended where the venue's ccxt client can, a
+        ``FeedGap`` recorded ("left the feed's pairs") and their state dropped (``state.get`` gives None).
+        No other pair is disturbed: its subscriptions, book and engine go on as they were (no resync, no gap).
+        Any thread may call this (Freqtrade's ``bot_loop_start`` does, when the whitelist changes)."""
+        wanted = tuple(dict.fromkeys(symbols))
+        if not wanted:
+            raise ConfigError("the feed needs at least one pair; an empty whitelist would leave it nothing to do")
+        with self._lock:
+            left = [s for s in self.symbols if s not in wanted]
+            joined = {s: self._make_pair(s) for s in wanted if s not in self.symbols}
+            if not left and not joined:
+                return (), ()
+            self.symbols = wanted
+            runner = self._runner
+            if runner is not None and runner.thread.is_alive():
+                for _ in range(200):  # a thread started a moment ago sets its loop before it touches a pair
+                    if runner.loop is not None:
+                        break
+                    time.sleep(0.005)
+            loop = runner.loop if runner is not None and runner.thread.is_alive() else None
+            if loop is not None and runner is not None:
+                # the feed thread owns the pairs: the change is made there, between two frames
+                loop.call_soon_threadsafe(runner.change_pairs, joined, left)
+            else:
+                for s in left:
+                    self._pairs.pop(s, None)
+                    self.state.remove(s)
+                for s, p in joined.items():
+                    self._pairs[s] = p
+                    self.stats.by_symbol.setdefault(s, 0)
+                    self.state.add(s)
+        log.info("helios feed on %s: %s", self.exchange_id, "; ".join(
+            part for part in (f"pairs joined: {', '.join(joined)}" if joined else "",
+                              f"pairs left: {', '.join(left)}" if left else "") if part))
+        return tuple(joined), tuple(left)
 
     @property
     def running(self) -> bool:
@@ -156,8 +241,14 @@ class Feed:
             pin_mmap_threshold(self.settings.feed.malloc_mmap_threshold_kib)
             if self.record_to is not None and (self.recorder is None or self.recorder.closed):
                 self.recorder = Recorder(self.record_to, self.settings)
+            if self.recorder is not None and not self._warmed:
+                self._warmed = True
+                self._warm_up()
             self._runner = Runner(self.exchange_id, self.settings.feed, self._pairs, self.state, self.stats,
                                   self.recorder, self.clock, self.ccxt_config, self.on_exchange)
+            if self.recorder is not None and self._checkpoints:
+                self._runner.checkpoint_every_us = int(self.settings.recording.checkpoint_every_s * 1e6)
+                self._runner.fingerprint = fingerprint(self.settings, self._timeframe)
             self._runner.thread.start()
 
     def stop(self, timeout_s: float | None = None) -> None:
@@ -191,6 +282,12 @@ class Feed:
             "multiprocessing pickle strategies): keep the Feed outside the pickled state, e.g. in a module-level "
             "registry, or drop it in the strategy's __getstate__"
         )
+
+    def trade_tape(self, symbol: str) -> TradeTape | None:
+        """The pair's recent trades (any thread, never waits); None when the feed keeps none or for a pair it
+        does not carry."""
+        p = self._pairs.get(symbol)
+        return p.trade_tape if p is not None else None
 
     def wait_recording(self, timeout_s: float | None = None) -> bool:
         """After ``stop()``: wait until the recording is completely on disk (``stop`` gives the recorder only

@@ -15,7 +15,8 @@ A pair is healthy when all of these hold (thresholds in ``HealthSettings``):
 5. ``engine_book_ok``: the pair's engine holds a usable book (in sync with the venue's sequence, both sides
    present, not crossed; ``BookHealth.book_ok`` of its state). True when the feed runs without an engine;
 6. not ``engine_failed``: the engine has not raised (after an exception its state is frozen, since it would no
-   longer equal a replay of the recording; walls and signals from it must not be traded on).
+   longer equal a replay of the recording; walls and signals from it must not be traded on);
+7. with ``recording.required`` only: the feed's events are being recorded (``recording_problem`` is None).
 
 This is the one health record a reader checks: the feed folds the engine's verdict into it at every
 publication, so ``SharedState.is_healthy`` answers for both the connection and the engine's book.
@@ -38,6 +39,10 @@ Counters (since the feed was created):
 - ``limits``: what the venue's feed cannot do here, said once each, for example "no best bid/offer stream"
   or "trades carry no ids". Not part of the verdict: the feed degrades (it records what it has and invents
   nothing), and ``docs/venues.md`` says per venue what it costs.
+- ``recording_problem``: why the feed's events are not being recorded now (the recorder's ``problem``: paused on a
+  full disk, or stopped after an error), None while recording works or when not recording. A warning
+  (``warnings``), not part of the verdict: trading decisions go on. With ``recording.required``
+  (``recording_required``) it is part of the verdict: the pair is unhealthy until recording resumes.
 - ``errors``: every exception a watch loop caught (gaps and reconnects included); ``last_error`` is the
   newest, as ``"ExceptionType: message"``, with ``last_error_mono_s``.
 """
@@ -76,6 +81,8 @@ class PairHealth:
     engine_book_ok: bool = True
     engine_failed: bool = False
     limits: tuple[str, ...] = ()
+    recording_problem: str | None = None
+    recording_required: bool = False
 
     def age_s(self, now_mono_s: float) -> float:
         """Seconds since the last book update at ``now_mono_s`` (monotonic), ``inf`` when there was none."""
@@ -100,7 +107,16 @@ class PairHealth:
         elif self.has_book and self.in_sync and not self.engine_book_ok:
             out.append("the engine's book is not usable yet (waiting for a snapshot after a gap, a side empty, "
                        "or crossed)")
+        if self.recording_problem is not None and self.recording_required:
+            out.append(f"{self.recording_problem} (recording.required is true: no trading until it records again)")
         return tuple(out)
+
+    def warnings(self) -> tuple[str, ...]:
+        """What is wrong without making the pair unhealthy (empty when nothing is): recording paused or
+        stopped while ``recording.required`` is false."""
+        if self.recording_problem is not None and not self.recording_required:
+            return (f"{self.recording_problem} (trading goes on: recording.required is false)",)
+        return ()
 
     def is_healthy(self, now_mono_s: float, settings: HealthSettings) -> bool:
         """The ``healthy`` flag at ``now_mono_s`` (see module doc for the conditions)."""
@@ -110,6 +126,7 @@ class PairHealth:
             and not self.crossed
             and self.engine_book_ok
             and not self.engine_failed
+            and not (self.recording_problem is not None and self.recording_required)
             and self.last_book_mono_s is not None
             and now_mono_s - self.last_book_mono_s <= settings.stale_after_s
         )
@@ -141,6 +158,8 @@ class HealthTracker:
         "last_trade_mono_s",
         "limits",
         "reconnects",
+        "recording_problem",
+        "recording_required",
         "resyncs",
         "symbol",
         "trades",
@@ -171,6 +190,8 @@ class HealthTracker:
         self.engine_book_ok = True
         self.engine_failed = False
         self.limits: tuple[str, ...] = ()
+        self.recording_problem: str | None = None
+        self.recording_required = False
         self._snapshot: PairHealth | None = None
 
     def on_book(self, *, snapshot: bool, crossed: bool, changed: bool = True) -> None:
@@ -214,6 +235,13 @@ class HealthTracker:
         """The venue's feed cannot do something here (said once)."""
         if text not in self.limits:
             self.limits = (*self.limits, text)
+            self._snapshot = None
+
+    def on_recording(self, problem: str | None, required: bool) -> None:
+        """The recorder's state at a publication (``Recorder.problem``, ``recording.required``)."""
+        if problem != self.recording_problem or required != self.recording_required:
+            self.recording_problem = problem
+            self.recording_required = required
             self._snapshot = None
 
     def on_bbo(self) -> None:
@@ -260,5 +288,7 @@ class HealthTracker:
                 engine_book_ok=self.engine_book_ok,
                 engine_failed=self.engine_failed,
                 limits=self.limits,
+                recording_problem=self.recording_problem,
+                recording_required=self.recording_required,
             )
         return snap

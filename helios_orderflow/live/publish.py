@@ -17,6 +17,8 @@ from helios_orderflow.core.trade_ids import TradeIdGuard, has_increasing_trade_i
 from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.live.health import HealthTracker
 from helios_orderflow.live.state import PairSnapshot, SharedState
+from helios_orderflow.live.trade_tape import TradeTape
+from helios_orderflow.live.warmup import settled_blob
 from helios_orderflow.recording.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ class Pair:
     """Everything the feed thread keeps for one pair."""
 
     __slots__ = ("books_handled", "differ", "candles_seen", "dup_logged_mono_s", "engine", "engine_broken", "health",
-                 "history", "last_bbo", "last_trade", "local_ts_us", "seq", "symbol", "trade_ids")
+                 "history", "last_bbo", "last_trade", "local_ts_us", "next_checkpoint_us", "seq", "symbol", "trade_ids",
+                 "trade_tape", "warmed")
 
     def __init__(self, exchange: str, symbol: str, depth: int, engine: PairEngine | None,
                  clock: Callable[[], float]) -> None:
@@ -64,11 +67,22 @@ class Pair:
         self.dup_logged_mono_s = -1e18
         self.local_ts_us = 0
         self.seq = 0
+        #: The pair's recent trades for Freqtrade's order-flow columns (None: not kept; see ``trade_tape.py``).
+        self.trade_tape: TradeTape | None = None
+        #: Event time (µs) of the next engine checkpoint (0: not set yet); see ``Publisher._maybe_checkpoint``.
+        self.next_checkpoint_us = 0
+        #: The engine continues a recorded session (``warmup.py``): the feed declares the restart as a gap first.
+        self.warmed = False
 
 
 class Publisher:
     """The event and publication half of the feed thread's ``Runner`` (which subclasses it). Runs on the feed
     thread only."""
+
+    #: Engine checkpoints (``recording/checkpoints.py``): every this many µs of event time (0 = never), under
+    #: this settings fingerprint; set by the Feed.
+    checkpoint_every_us: int = 0
+    fingerprint: str = ""
 
     exchange_id: str
     pairs: dict[str, Pair]
@@ -115,6 +129,8 @@ class Publisher:
         kind = type(event)
         if kind is Trade:
             stats.trades += 1
+            if p.trade_tape is not None:
+                p.trade_tape.append(event)  # type: ignore[arg-type]
         elif kind is BookSnapshot:
             stats.book_snapshots += 1
         elif kind is BestBidOffer:
@@ -199,6 +215,8 @@ class Publisher:
     def _publish(self, p: Pair) -> None:
         """Swap in a new immutable snapshot of the pair."""
         self._dirty.pop(p.symbol, None)
+        if self.pairs.get(p.symbol) is not p:
+            return  # the pair left the feed (work scheduled before it left)
         engine_state = None
         if p.engine is not None:
             try:
@@ -208,10 +226,20 @@ class Publisher:
                 log.exception("%s: engine snapshot failed", p.symbol)
                 engine_state = self.state.get(p.symbol).engine  # type: ignore[union-attr]
             _update_history(p)
+            if self.checkpoint_every_us:
+                self._maybe_checkpoint(p)
             if p.engine_broken:
                 p.health.on_engine_failed()
             elif engine_state is not None:
                 p.health.on_engine(engine_state.health.book_ok)
+        recorder = self.recorder
+        if recorder is not None:  # a paused (disk full) or stopped recording: a warning, or unhealthy if required
+            was, problem = p.health.recording_problem, recorder.problem
+            p.health.on_recording(problem, recorder.required)
+            if was is not None and problem is None:
+                # Recording resumed after a pause: a gap to the engine and the recording alike, and the next
+                # book observation is a snapshot, so a replay's book is whole again from here (as live).
+                self._gap(p, "recording resumed after a pause", self._now_us())
         p.seq += 1
         self.stats.publications += 1
         d = p.differ
@@ -229,6 +257,33 @@ class Publisher:
                 seq=p.seq,
             )
         )
+
+
+    def _maybe_checkpoint(self, p: Pair) -> None:
+        """Save the pair's engine when its event time has passed the next multiple of ``checkpoint_every_us``."""
+        engine = p.engine
+        if engine is None or p.engine_broken or self.recorder is None:
+            return
+        now = engine.clock_us
+        if now < p.next_checkpoint_us:
+            return
+        due = p.next_checkpoint_us != 0
+        p.next_checkpoint_us = (now // self.checkpoint_every_us + 1) * self.checkpoint_every_us
+        if due:
+            self._checkpoint(p)
+
+    def _checkpoint(self, p: Pair) -> None:
+        """Hand the pair's engine, as it stands after every event emitted so far, to the recorder (which writes
+        it once those events are on disk)."""
+        engine = p.engine
+        if engine is None or p.engine_broken or self.recorder is None or engine.events == 0:
+            return
+        try:
+            blob = settled_blob(engine)
+        except Exception:  # a missed checkpoint only makes the next restart replay more
+            log.exception("%s: the engine could not be checkpointed", p.symbol)
+            return
+        self.recorder.checkpoint(self.exchange_id, p.symbol, blob, self.fingerprint, engine.clock_us)
 
 
 def _update_history(p: Pair) -> None:

@@ -8,30 +8,61 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from helios_orderflow.core.errors import describe
-from helios_orderflow.core.events import BookSnapshot, Trade
+from helios_orderflow.core.events import BookSnapshot, FeedGap, Trade
 from helios_orderflow.core.settings import FeedSettings
 from helios_orderflow.live.backoff import Backoff
 from helios_orderflow.live.ccxt_edge import (
+    amount_scale,
     bbo_event,
     error_kind,
     exchange_class,
     guard_frames,
     trade_event,
     unsupported,
+    unwatch,
     url_of,
+    watch_cancelled,
 )
 from helios_orderflow.live.publish import FeedStats, Pair, Publisher
 from helios_orderflow.live.state import SharedState
-from helios_orderflow.live.venue_checks import NO_BBO, book_limit, frame_checks
+from helios_orderflow.live.venue_checks import NO_BBO, SYMBOLS_PER_WATCH, book_limit, frame_checks
 from helios_orderflow.recording.recorder import Recorder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
+
+@dataclass
+class _Group:
+    """A multi-symbol watch task: ``symbols`` subscribed when it started (what its watch call keeps asking
+    for), ``pairs`` the pairs it feeds now (its loop reads the list on every wake-up)."""
+
+    kind: str
+    symbols: tuple[str, ...]
+    pairs: list[Pair]
+    task: asyncio.Task[None]
+
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The feed loop's handler of exceptions nobody retrieved: ccxt answers a venue's ping with a pong task it
+    never awaits, and when the connection is closing meanwhile (a venue dropping it, a fault) that task fails
+    with "Cannot write to closing transport". The connection's loss is handled (a gap, a reconnect) where it
+    is read, so this one is logged at debug level; anything else goes to asyncio's default handler (an
+    ERROR line)."""
+    task = context.get("future")
+    exc = context.get("exception")
+    coro = getattr(task, "get_coro", lambda: None)() if task is not None else None
+    if isinstance(exc, ConnectionError) and getattr(coro, "__qualname__", "") == "ClientWebSocketResponse.pong":
+        log.debug("a websocket pong to a closing connection failed: %s", exc)
+        return
+    loop.default_exception_handler(context)
 
 class Runner(Publisher):
     """One run of the feed thread: its loop, its ccxt client, its tasks. A restart makes a new one."""
@@ -57,6 +88,11 @@ class Runner(Publisher):
         self.losses: dict[str, int] = {}
         self._dirty: dict[str, Pair] = {}  # pairs waiting for ``_publish_dirty``
         self._unsettled: dict[str, Pair] = {}  # pairs whose engine waits for ``_settle_next``, oldest first
+        #: The watch tasks: a pair's own (its book, its single-pair trades), and those of groups of pairs
+        #: (multi-symbol trades and quotes) with the group's list, which the loops read on every wake-up.
+        self._pair_tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._groups: list[_Group] = []
+        self._watching = False  # the watch tasks exist (markets loaded): new pairs get their own at once
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -70,6 +106,7 @@ class Runner(Publisher):
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_loop_exception)
         try:
             asyncio.set_event_loop(loop)
             self.main_task = loop.create_task(self._main())
@@ -104,48 +141,122 @@ class Runner(Publisher):
         self.ex = ex = cls(config)
         precheck, check = frame_checks(self.exchange_id, ex)
         guard_frames(ex, self.losses, self._on_resolve, check=check, precheck=precheck)
+        local = self._now_us()
         for p in self.pairs.values():
             p.differ.reset()
             p.last_trade = p.last_bbo = None
-        tasks: list[asyncio.Task[None]] = []
+            if p.warmed:  # the engine continues a recorded session: the time the feed was down is a declared gap
+                p.warmed = False
+                self._gap(p, "restart: the session continues from the recording", local)
         try:
             if self.on_exchange is not None:
                 self.on_exchange(ex)
             await self._load_markets()
-            live = []
-            for p in self.pairs.values():
-                if p.symbol in ex.markets:
-                    live.append(p)
-                else:
-                    p.health.on_error("error", f"{p.symbol} is not a market of {self.exchange_id}", book=True)
-                    self._publish(p)
-                    log.error("%s is not a market of %s; it is skipped", p.symbol, self.exchange_id)
-            sup = self._supervised
-            tasks = [asyncio.create_task(sup(partial(self._book_loop, p), [p])) for p in live]
-            has = ex.has
-            self._say_limits(live, has)
-            if live and self.settings.trades:
-                if self.settings.multi_symbol and has.get("watchTradesForSymbols") and len(live) > 1:
-                    tasks.append(asyncio.create_task(sup(partial(self._trades_loop, live, multi=True), live)))
-                else:
-                    tasks.extend(
-                        asyncio.create_task(sup(partial(self._trades_loop, [p], multi=False), [p]))
-                        for p in live
-                    )
-            if live and self.settings.bbo and has.get("watchBidsAsks") and self.exchange_id not in NO_BBO:
-                groups = [live] if self.settings.multi_symbol else [[p] for p in live]
-                tasks.extend(asyncio.create_task(sup(partial(self._bbo_loop, g), g)) for g in groups)
-            if tasks:
-                await asyncio.gather(*tasks)
-            else:
-                await asyncio.Event().wait()  # nothing to watch: idle until stopped
+            self._watch_pairs(list(self.pairs.values()))
+            self._watching = True
+            await asyncio.Event().wait()  # the watch tasks run until the feed stops (they never end by themselves)
         finally:
+            if self.checkpoint_every_us:  # a clean stop leaves nothing to replay at the next start
+                for p in list(self.pairs.values()):
+                    self._checkpoint(p)
+            tasks = self._all_tasks()
             for t in tasks:
                 t.cancel()
             if tasks:
                 await asyncio.wait(tasks, timeout=1.0)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(ex.close(), timeout=1.5)
+
+    def _all_tasks(self) -> list[asyncio.Task[None]]:
+        return [t for ts in self._pair_tasks.values() for t in ts] + [g.task for g in self._groups]
+
+    def _watch_pairs(self, pairs: list[Pair]) -> None:
+        """Start the watch tasks of ``pairs`` (at start, and for pairs that join later): its book per pair,
+        trades and quotes in multi-symbol groups where the venue has them. Tasks already running for other
+        pairs are not touched: a pair that joins adds subscriptions, it does not renew anyone's."""
+        ex = self.ex
+        live = []
+        for p in pairs:
+            if p.symbol in ex.markets:
+                # contracts to base units at the edge: books, trades and quotes (OKX swaps)
+                p.differ.amount_scale = amount_scale(ex.markets[p.symbol])
+                live.append(p)
+            else:
+                p.health.on_error("error", f"{p.symbol} is not a market of {self.exchange_id}", book=True)
+                self._publish(p)
+                log.error("%s is not a market of %s; it is skipped", p.symbol, self.exchange_id)
+        sup = self._supervised
+        for p in live:
+            self._pair_tasks[p.symbol] = [asyncio.create_task(sup(partial(self._book_loop, p), [p]))]
+        has = ex.has
+        self._say_limits(live, has)
+        # a pair that left and comes back is still subscribed in its old multi-symbol group: it rejoins it
+        fresh_trades = [p for p in live if not self._rejoin("trades", p)]
+        fresh_bbo = [p for p in live if not self._rejoin("bbo", p)]
+        if fresh_trades and self.settings.trades:
+            if self.settings.multi_symbol and has.get("watchTradesForSymbols") and len(fresh_trades) > 1:
+                size = SYMBOLS_PER_WATCH.get(self.exchange_id, len(fresh_trades))
+                for i in range(0, len(fresh_trades), size):
+                    self._group("trades", fresh_trades[i:i + size])
+            else:
+                for p in fresh_trades:
+                    self._pair_tasks[p.symbol].append(
+                        asyncio.create_task(sup(partial(self._trades_loop, [p], multi=False), [p])))
+        if fresh_bbo and self.settings.bbo and has.get("watchBidsAsks") and self.exchange_id not in NO_BBO:
+            for g in [fresh_bbo] if self.settings.multi_symbol else [[p] for p in fresh_bbo]:
+                self._group("bbo", g)
+
+    def _group(self, kind: str, pairs: list[Pair]) -> None:
+        """One multi-symbol watch task (``kind`` "trades" or "bbo") for ``pairs``."""
+        loop = partial(self._trades_loop, pairs, multi=True) if kind == "trades" else partial(self._bbo_loop, pairs)
+        task = asyncio.create_task(self._supervised(loop, pairs))
+        self._groups.append(_Group(kind, tuple(p.symbol for p in pairs), pairs, task))
+
+    def _rejoin(self, kind: str, p: Pair) -> bool:
+        for g in self._groups:
+            if g.kind == kind and p.symbol in g.symbols:
+                if kind == "trades":
+                    # What ccxt cached for the pair while it was away belongs to its "left the feed's pairs" gap,
+                    # and may itself have holes (a connection lost meanwhile was declared for the pairs then
+                    # followed, not for this one): the pair's trades start with the first one after it rejoined.
+                    cache = (self.ex.trades or {}).get(p.symbol)
+                    if cache is not None and len(cache):
+                        p.last_trade = cache[-1]
+                g.pairs.append(p)
+                return True
+        return False
+
+    def change_pairs(self, joined: dict[str, Pair], left: list[str]) -> None:
+        """On the feed thread: follow ``joined`` from now on, and drop ``left``: their own watch tasks (book,
+        single-pair trades) are cancelled and those subscriptions ended where the venue's ccxt client can
+        (``ccxt_edge.unwatch``), a ``FeedGap`` is recorded and their state removed. Other pairs' tasks and
+        subscriptions are left alone: no resync, no gap. A multi-symbol subscription (trades, quotes) is
+        shared: it stays as it is, and what arrives in it for a pair that left is dropped at the edge
+        (ending it would renew it for the pairs that stay; docs/venues.md)."""
+        local = self._now_us()
+        for symbol in left:
+            p = self.pairs.pop(symbol, None)
+            if p is None:
+                continue
+            own = self._pair_tasks.pop(symbol, [])
+            for t in own:
+                t.cancel()
+            for g in self._groups:
+                if p in g.pairs:
+                    g.pairs.remove(p)  # the group's loop reads its list on every wake-up
+            self._dirty.pop(symbol, None)
+            self._unsettled.pop(symbol, None)
+            self._emit(p, FeedGap(self.exchange_id, symbol, local, local, "left the feed's pairs"))
+            self.state.remove(symbol)
+            if self._watching:
+                trades_own = len(own) > 1  # its book task and its own trades task
+                asyncio.get_running_loop().create_task(unwatch(self.ex, symbol, trades=trades_own))
+        for symbol, p in joined.items():
+            self.pairs[symbol] = p
+            self.stats.by_symbol.setdefault(symbol, 0)
+            self.state.add(symbol)
+        if self._watching and joined:
+            self._watch_pairs(list(joined.values()))
 
     def _say_limits(self, live: list[Pair], has: Mapping[str, Any]) -> None:
         """Put in each pair's health what this venue's ccxt client cannot give (docs/venues.md)."""
@@ -203,6 +314,18 @@ class Runner(Publisher):
 
     # ---- watch loops ----------------------------------------------------------------------------------------
 
+    async def _watch(self, call: Awaitable[T]) -> T:
+        """Await a ccxt watch call. A ``CancelledError`` ccxt caused by closing the connection (it cancels the
+        futures pending on it, see ``ccxt_edge.watch_cancelled``) is raised as the ``NetworkError`` it stands
+        for, so the loop declares the loss and calls again; the feed's own cancellation propagates."""
+        try:
+            return await call
+        except asyncio.CancelledError:
+            lost = watch_cancelled(self.stopping.is_set())
+            if lost is None:
+                raise
+            raise lost from None
+
     async def _book_loop(self, p: Pair) -> None:
         """Keep the pair's book subscription alive and turn its failures into declared gaps.
 
@@ -218,7 +341,7 @@ class Runner(Publisher):
         while True:
             seen = p.books_handled
             try:
-                book = await ex.watch_order_book(symbol, depth)
+                book = await self._watch(ex.watch_order_book(symbol, depth))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -295,9 +418,9 @@ class Runner(Publisher):
                 self._failed(group, "reconnect", "trades: connection lost between two reads", book=False)
             try:
                 if multi:
-                    await ex.watch_trades_for_symbols(symbols)
+                    await self._watch(ex.watch_trades_for_symbols(symbols))
                 else:
-                    await ex.watch_trades(symbols[0])
+                    await self._watch(ex.watch_trades(symbols[0]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -326,7 +449,7 @@ class Runner(Publisher):
         symbols = [p.symbol for p in group]
         while True:
             try:
-                await ex.watch_bids_asks(symbols)
+                await self._watch(ex.watch_bids_asks(symbols))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -352,7 +475,7 @@ class Runner(Publisher):
     def _on_bbo(self, p: Pair, q: Any, local: int) -> None:
         p.last_bbo = q
         try:
-            event = bbo_event(self.exchange_id, p.symbol, q, local)
+            event = bbo_event(self.exchange_id, p.symbol, q, local, p.differ.amount_scale)
             if event is not None:
                 p.health.on_bbo()
                 self._emit(p, event)
@@ -379,7 +502,8 @@ class Runner(Publisher):
                 self._gap(p, f"trades: more than {len(cache)} trades between two reads; older ones lost", local)
         p.last_trade = newest
         fresh.reverse()
-        events = [e for e in (trade_event(self.exchange_id, p.symbol, t, local) for t in fresh) if e is not None]
+        scale = p.differ.amount_scale
+        events = [e for e in (trade_event(self.exchange_id, p.symbol, t, local, scale) for t in fresh) if e is not None]
         if events and not events[-1].trade_id:
             # Without ids a trade delivered twice cannot be told from a second trade: it is kept, and said.
             p.health.on_limit("trades carry no ids: a trade the venue delivers twice cannot be recognised")

@@ -3,8 +3,9 @@
 Per pair the feed thread builds a new immutable ``PairSnapshot`` and swaps it in with one dict item
 assignment. Under CPython's GIL that assignment is atomic and a reader's ``dict.get`` sees either the old
 or the new snapshot, never half of one; readers never take a lock, so nothing they do can wait on
-network code. Every key exists from construction on (one empty snapshot per pair), so the dict never
-changes size while readers iterate it.
+network code. Every key exists from construction on (one empty snapshot per pair); a pair that joins or
+leaves later (``add``/``remove``, the feed following Freqtrade's whitelist) swaps in a new dict, so the dict a
+reader holds never changes size while it iterates.
 
 Reading costs a dict lookup (well under 5 µs; ``state_read_us`` in ``make bench``). Health verdicts that
 depend on time (the age of the last book update) are computed at read time from the clock SharedState
@@ -107,7 +108,32 @@ class SharedState:
             return (f"{symbol} is not fed (pairs: {', '.join(self.symbols)})",)
         return snap.health.problems(self.clock(), self.health_settings)
 
+    def warnings(self, symbol: str) -> tuple[str, ...]:
+        """What is wrong with the pair without making it unhealthy (e.g. recording paused on a full disk),
+        for log lines and the page; empty when nothing is (or for a pair this state does not carry)."""
+        snap = self._pairs.get(symbol)
+        return () if snap is None else snap.health.warnings()
+
     # ---- writer (the feed thread only) --------------------------------------------------------------------
+
+    def add(self, symbol: str) -> None:
+        """Carry ``symbol`` from now on (an empty snapshot until the feed publishes one). Readers holding the
+        old mapping keep reading it: the new one is swapped in whole, so no reader sees the dict change size."""
+        if symbol in self._pairs:
+            return
+        pairs = dict(self._pairs)
+        pairs[symbol] = PairSnapshot(exchange=self.exchange, symbol=symbol,
+                                     health=PairHealth(exchange=self.exchange, symbol=symbol))
+        self._pairs = pairs
+        self.symbols = (*self.symbols, symbol)
+
+    def remove(self, symbol: str) -> None:
+        """Stop carrying ``symbol`` (a pair that left the feed): readers then get None for it, as for any pair
+        the state does not carry. Swapped in whole, like ``add``."""
+        if symbol not in self._pairs:
+            return
+        self._pairs = {s: snap for s, snap in self._pairs.items() if s != symbol}
+        self.symbols = tuple(s for s in self.symbols if s != symbol)
 
     def publish(self, snapshot: PairSnapshot) -> None:
         """Swap in ``snapshot`` for its pair (one atomic dict item assignment)."""

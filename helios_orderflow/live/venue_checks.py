@@ -38,6 +38,12 @@ NO_BBO = {
 }
 
 
+#: The most symbols one multi-symbol trades watch may carry on a venue: ccxt sends them in one subscribe request,
+#: and Bybit spot refuses a request with more than 10 args ("args size >10"), so with 11 pairs or more no trade
+#: would ever arrive. The feed splits its trade watchers into groups of at most this many.
+SYMBOLS_PER_WATCH = {"bybit": 10}
+
+
 def frame_checks(exchange_id: str, ex: Any) -> tuple[FrameCheck | None, FrameCheck | None]:
     """(check before ccxt handles a frame, check after) for ``exchange_id``'s client ``ex``; None where ccxt
     checks enough itself."""

@@ -15,11 +15,11 @@ See docs/recording.md for the full description.
 from __future__ import annotations
 
 import datetime as _dt
-from pathlib import Path
 
 import pyarrow as pa
 
 from helios_orderflow.core.symbols import symbol_to_path
+from helios_orderflow.recording.store import Location
 
 FORMAT_VERSION = 1
 
@@ -103,6 +103,11 @@ META_TABLE = b"helios.table"
 META_EXCHANGE = b"helios.exchange"
 META_SYMBOL = b"helios.symbol"  # ccxt unified symbol, e.g. BTC/USDT:USDT
 META_RUN = b"helios.run"  # id of the writer run that made the file (names ROOT/_runs/<id>.json)
+#: Set on a file ``helios compact`` made: a JSON list of the segment file names whose rows it holds, in order
+#: (the first is its own name). Readers skip a listed file of the same run that still exists (compact.py).
+META_PARTS = b"helios.parts"
+#: ``ROOT/.helios-maintenance.lock``: held (flock) by compaction and retention so they never work at once.
+MAINTENANCE_LOCK = ".helios-maintenance.lock"
 
 RUNS_DIR = "_runs"
 
@@ -121,7 +126,7 @@ def date_of_day(day: int) -> str:
     return (_EPOCH + _dt.timedelta(days=day)).isoformat()
 
 
-def partition_dir(root: Path, table: str, exchange: str, symbol: str, date: str) -> Path:
+def partition_dir(root: Location, table: str, exchange: str, symbol: str, date: str) -> Location:
     """``root/table/exchange=.../symbol=.../date=...`` for a unified ``symbol``."""
     return root / table / f"exchange={exchange}" / f"symbol={symbol_to_path(symbol)}" / f"date={date}"
 

@@ -26,6 +26,7 @@ Events must be written in receive order: ``local_ts_us`` never decreases (else H
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -54,6 +55,7 @@ from helios_orderflow.recording.schema import (
     file_stem,
     partition_dir,
 )
+from helios_orderflow.recording.store import Location, RemotePath, location
 
 #: Buffered rows are turned into Arrow columns every this many rows: Python lists cost ~10x the memory.
 _SEAL_ROWS = 65_536
@@ -74,7 +76,7 @@ class _Segment:
     __slots__ = ("batches", "cols", "day", "dir", "dirty", "first_lts", "first_seq", "key", "path", "pending",
                  "rows", "size", "table")
 
-    def __init__(self, root: Path, key: tuple[str, str, str], day: int, first_lts: int, first_seq: int) -> None:
+    def __init__(self, root: Location, key: tuple[str, str, str], day: int, first_lts: int, first_seq: int) -> None:
         table, exchange, symbol = key
         self.key = key
         self.table = table
@@ -87,7 +89,7 @@ class _Segment:
         self.pending = 0  # rows in cols, not yet in batches
         self.rows = 0
         self.dirty = False  # rows added since the file was last written
-        self.path: Path | None = None  # the published file, once written
+        self.path: Location | None = None  # the published file, once written
         self.size = 0  # its size in bytes
 
     def seal(self) -> None:
@@ -117,7 +119,7 @@ class RecordingWriter:
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | RemotePath,
         settings: RecordingSettings = RecordingSettings(),  # noqa: B008 (frozen, safe to share)
         *,
         flush_by_time: bool = True,
@@ -128,7 +130,9 @@ class RecordingWriter:
                 f"recording settings must be positive: flush_interval_s={settings.flush_interval_s}, "
                 f"segment_s={settings.segment_s}, segment_rows={settings.segment_rows}"
             )
-        self.root = Path(root)
+        self.root: Location = location(root, endpoint_url=settings.endpoint_url)
+        #: An object store (store.py): files are uploaded whole instead of renamed into place.
+        self._remote = isinstance(self.root, RemotePath)
         self.settings = settings
         self._flush_by_time = flush_by_time
         self._clock = clock
@@ -136,15 +140,20 @@ class RecordingWriter:
         self._segment_us = round(settings.segment_s * 1_000_000)
         self._segment_rows = settings.segment_rows
         # Creating the table folders up front makes a recording killed before its first flush a valid,
-        # empty recording rather than "not a recording".
-        for table in TABLES:
-            (self.root / table).mkdir(parents=True, exist_ok=True)
-        (self.root / RUNS_DIR).mkdir(exist_ok=True)
+        # empty recording rather than "not a recording". (On an object store: marker objects, and the first
+        # request, so a wrong endpoint, credential or bucket fails here, with a message saying which.)
+        if isinstance(self.root, RemotePath):
+            for name in (*TABLES, RUNS_DIR):
+                (self.root / name).make_dir()
+        else:
+            for table in TABLES:
+                (self.root / table).mkdir(parents=True, exist_ok=True)
+            (self.root / RUNS_DIR).mkdir(exist_ok=True)
         self._open: dict[tuple[str, str, str], _Segment] = {}
         self._seq = 0
         self._last_lts: int | None = None
         self._run_id: str | None = None
-        self._run_path: Path | None = None
+        self._run_path: Location | None = None
         self._committed = -1
         self._closed = False
         self._last_flush = clock()
@@ -161,6 +170,16 @@ class RecordingWriter:
     def run_id(self) -> str | None:
         """This run's id (``ROOT/_runs/<id>.json``), set by the first event."""
         return self._run_id
+
+    @property
+    def last_local_ts_us(self) -> int | None:
+        """Receive time (µs) of the last event written; the next one must not be earlier."""
+        return self._last_lts
+
+    def open_days(self) -> set[int]:
+        """UTC day numbers (``schema.day_of_us``) of the segments still open: their files will be rewritten,
+        so retention must not delete those days' folders (call from the writing thread)."""
+        return {seg.day for seg in self._open.values()}
 
     def write(self, event: Event) -> None:
         """Append one event (gets the next ``seq``); flushes first if the flush interval has passed."""
@@ -248,9 +267,13 @@ class RecordingWriter:
         runs = self.root / RUNS_DIR
         stem = f"{first_lts:016d}"
         payload = _run_payload(stem, -1, closed=False)
-        tmp = runs / f".{stem}.{os.getpid()}.tmp"
-        _write_durably(tmp, lambda fh: fh.write(payload))
-        final = _publish_new(tmp, (runs / f"{s}.json" for s in _candidate_stems(stem)))
+        final: Location
+        if isinstance(runs, RemotePath):
+            final = _put_new(payload, (runs / f"{s}.json" for s in _candidate_stems(stem)))
+        else:
+            tmp = runs / f".{stem}.{os.getpid()}.tmp"
+            _write_durably(tmp, lambda fh: fh.write(payload))
+            final = _publish_new(tmp, (runs / f"{s}.json" for s in _candidate_stems(stem)))
         self._run_id = final.name[: -len(".json")]
         self._run_path = final
         # The id is in the payload: rewrite it if a collision renamed the run.
@@ -288,10 +311,13 @@ class RecordingWriter:
         _, exchange, symbol = seg.key
         assert self._run_id is not None
         table = table.replace_schema_metadata(file_metadata(seg.table, exchange, symbol, self._run_id))
-        seg.dir.mkdir(parents=True, exist_ok=True)
         stem = file_stem(seg.first_lts, seg.first_seq)
-        tmp = seg.dir / f".{stem}.{os.getpid()}.tmp"
         dictionary = DICTIONARY_COLUMNS[seg.table] or False
+        if isinstance(seg.dir, RemotePath):
+            self._put_segment(seg, table, stem, dictionary)
+            return
+        seg.dir.mkdir(parents=True, exist_ok=True)
+        tmp = seg.dir / f".{stem}.{os.getpid()}.tmp"
         size = _write_durably(
             tmp,
             lambda fh: pq.write_table(
@@ -303,8 +329,28 @@ class RecordingWriter:
             seg.path = _publish_new(tmp, (seg.dir / f"{s}.parquet" for s in _candidate_stems(stem)))
             self.files_written += 1
         else:
+            assert isinstance(seg.path, Path)
             os.replace(tmp, seg.path)
             _fsync_dir(seg.dir)
+        self._written(seg, size)
+
+    def _put_segment(self, seg: _Segment, table: pa.Table, stem: str, dictionary: list[str] | bool) -> None:
+        """``_write_segment`` on an object store: the whole file built in memory (a segment is bounded by
+        ``segment_rows``), then uploaded as one object, which appears complete or not at all."""
+        assert isinstance(seg.dir, RemotePath)
+        sink = pa.BufferOutputStream(memory_pool=_POOL)
+        pq.write_table(table, sink, compression=COMPRESSION, use_dictionary=dictionary, row_group_size=ROW_GROUP_ROWS,
+                       memory_pool=_POOL)
+        data = sink.getvalue()
+        if seg.path is None:
+            seg.path = _put_new(data, (seg.dir / f"{s}.parquet" for s in _candidate_stems(stem)))
+            self.files_written += 1
+        else:
+            assert isinstance(seg.path, RemotePath)
+            seg.path.write_bytes(data)
+        self._written(seg, data.size)
+
+    def _written(self, seg: _Segment, size: int) -> None:
         self.bytes_written += size - seg.size
         seg.size = size
         seg.dirty = False
@@ -313,6 +359,10 @@ class RecordingWriter:
         assert self._run_id is not None and self._run_path is not None
         committed = self._seq - 1
         payload = _run_payload(self._run_id, committed, closed=closed)
+        if isinstance(self._run_path, RemotePath):
+            self._run_path.write_bytes(payload)
+            self._committed = committed
+            return
         tmp = self._run_path.with_name(f".{self._run_id}.{os.getpid()}.tmp")
         _write_durably(tmp, lambda fh: fh.write(payload))
         os.replace(tmp, self._run_path)
@@ -428,7 +478,12 @@ def _publish_new(tmp: Path, candidates: Iterator[Path]) -> Path:
             os.link(tmp, final)
         except FileExistsError:
             continue
-        except OSError:  # a filesystem without hard links: check, then rename
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:  # e.g. ENOSPC: no temp file left behind, the caller decides
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            # A filesystem without hard links: check, then rename.
             if final.exists():
                 continue
             os.replace(tmp, final)
@@ -437,6 +492,22 @@ def _publish_new(tmp: Path, candidates: Iterator[Path]) -> Path:
         _fsync_dir(final.parent)
         return final
     raise AssertionError("unreachable: candidate names are endless")
+
+
+def _put_new(data: bytes | pa.Buffer, candidates: Iterator[RemotePath]) -> RemotePath:
+    """``_publish_new`` on an object store: upload ``data`` under the first candidate name not taken. The check
+    and the upload are two requests (object stores have no atomic create-if-absent here): one writer per
+    recording, which a writer's run id and names make the rule anyway."""
+    for final in candidates:
+        if final.exists():
+            continue
+        final.write_bytes(data)
+        return final
+    raise AssertionError("unreachable: candidate names are endless")
+
+
+#: errno values of ``os.link`` on a filesystem that has no hard links (FAT, some FUSE and network mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})
 
 
 def _fsync_dir(path: Path) -> None:

@@ -63,6 +63,26 @@ class ExhaustionDetector:
         self._up_on = False
         self._down_on = False
         self._reset_bucket(math.nan)
+        self.new_candle()
+
+    def new_candle(self) -> None:
+        """Start the open candle's measurements (the engine calls this at each candle close).
+
+        ``up_volume_ratio`` / ``down_volume_ratio``: the smallest ratio of the recent taker buy / sell volume to
+        its average per window over the prior part of the lookback (``volume / (prior x w / (L - w))``, what
+        ``volume_frac`` compares), over the bucket closes since at which an up / down exhaustion that fired
+        since still held; NaN when none fired. Each is < ``volume_frac`` whenever its signal fired, so "fired
+        and ratio < x" with x >= ``volume_frac`` is the signal itself, and a smaller x a stricter one."""
+        self.up_volume_ratio = math.nan
+        self.down_volume_ratio = math.nan
+        #: The up / down condition holding now began with a signal in the open candle.
+        self._up_fresh = False
+        self._down_fresh = False
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # An engine checkpoint pickled before the measurements existed starts them empty.
+        self.new_candle()
+        self.__dict__.update(state)
 
     def _reset_bucket(self, cvd: float) -> None:
         self.b_hi = -math.inf
@@ -79,6 +99,7 @@ class ExhaustionDetector:
             a[:] = v
         self.closed = 0
         self._up_on = self._down_on = False
+        self._up_fresh = self._down_fresh = False  # the candle's measurements so far stay
         self._reset_bucket(cvd)
 
     def add_trade(self, price: float, amount: float, is_buy: bool, cvd_after: float) -> None:
@@ -118,24 +139,38 @@ class ExhaustionDetector:
             cvd_r = self._cvd_hi[split:end].max()
             cvd_p = self._cvd_hi[start:split].max()
             vol = float(self._buy[split:end].sum())
-            thr = self.settings.volume_frac * float(self._buy[start:split].sum()) * self.w / (n - self.w)
+            prior = float(self._buy[start:split].sum())
+            thr = self.settings.volume_frac * prior * self.w / (n - self.w)
             if cvd_r <= cvd_p and vol < thr:
                 up = True
                 if not self._up_on:
                     signals.append(ExhaustionSignal(end_us, "up", float(hi_r), float(hi_p), float(cvd_r),
                                                     float(cvd_p), vol, thr))
+                    self._up_fresh = True
+                if self._up_fresh:  # thr > 0, so prior > 0
+                    ratio = vol / (prior * self.w / (n - self.w))
+                    if not ratio >= self.up_volume_ratio:  # also replaces NaN
+                        self.up_volume_ratio = ratio
         lo_r = self._lo[split:end].min()
         lo_p = self._lo[start:split].min()
         if lo_r < lo_p < math.inf:
             cvd_r = self._cvd_lo[split:end].min()
             cvd_p = self._cvd_lo[start:split].min()
             vol = float(self._sell[split:end].sum())
-            thr = self.settings.volume_frac * float(self._sell[start:split].sum()) * self.w / (n - self.w)
+            prior = float(self._sell[start:split].sum())
+            thr = self.settings.volume_frac * prior * self.w / (n - self.w)
             if cvd_r >= cvd_p and vol < thr:
                 down = True
                 if not self._down_on:
                     signals.append(ExhaustionSignal(end_us, "down", float(lo_r), float(lo_p), float(cvd_r),
                                                     float(cvd_p), vol, thr))
+                    self._down_fresh = True
+                if self._down_fresh:
+                    ratio = vol / (prior * self.w / (n - self.w))
+                    if not ratio >= self.down_volume_ratio:
+                        self.down_volume_ratio = ratio
         self._up_on = up
         self._down_on = down
+        self._up_fresh = self._up_fresh and up
+        self._down_fresh = self._down_fresh and down
         return signals

@@ -19,7 +19,7 @@ the column's range are counted in ``trades_outside``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -113,9 +113,16 @@ def heatmap_grid(settings: HeatmapSettings, mid: float, tick: float, reach: floa
     return bin_size, half
 
 
+#: Per-column values recorded beside the bins: best bid, best ask, CVD and OFI (both summed since start) as they
+#: stood when the column was sampled (NaN when unknown).
+SCALARS = ("best_bid", "best_ask", "cvd", "ofi")
+_NO_SCALARS = (math.nan, math.nan, math.nan, math.nan)
+
+
 @dataclass(frozen=True, slots=True)
 class HeatmapColumns:
-    """The newest heatmap columns, oldest first (read-only arrays; see the module docstring for layout)."""
+    """Heatmap columns, oldest first (read-only copies; see the module docstring for the layout), and a way to
+    read more of the columns published up to ``seq`` (``since``) from the engine's ring without copying it all."""
 
     bin_size: float
     half_bins: int
@@ -127,6 +134,35 @@ class HeatmapColumns:
     asks: np.ndarray  # (n, H+1) float32
     buy: np.ndarray  # (n, 2H+1) float32
     sell: np.ndarray  # (n, 2H+1) float32
+    scalars: np.ndarray  # (n, 4) float64: best bid, best ask, CVD, OFI at the column (``SCALARS``)
+    ring: Heatmap | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.ts_us.size)
+
+    @property
+    def first_seq(self) -> int:
+        """Sequence number of the oldest column held (``seq - len + 1``)."""
+        return self.seq - len(self) + 1
+
+    def since(self, after_seq: int) -> HeatmapColumns | None:
+        """Every column with a sequence number in ``(after_seq, seq]`` still in the engine's ring, oldest first
+        (None when there is none). Safe from any thread while the engine writes: a column the engine overwrote
+        during the copy is left out, so the result may start after ``after_seq + 1`` (compare ``first_seq``):
+        the columns a slow reader lost. This is how a page reads the heatmap the engine keeps, instead of
+        keeping one of its own."""
+        if self.ring is None:
+            keep = max(0, min(len(self), self.seq - after_seq))
+            return None if keep == 0 else _tail(self, keep)
+        return self.ring.read(after_seq, self.seq)
+
+    def times_since(self, after_seq: int) -> tuple[int, np.ndarray]:
+        """(number of the first column, start times) of the columns ``since(after_seq)`` would give, without
+        copying their bins (a reader looking for a time range)."""
+        if self.ring is None:
+            keep = max(0, min(len(self), self.seq - after_seq))
+            return self.seq - keep + 1, self.ts_us[len(self) - keep:]
+        return self.ring.read_times(after_seq, self.seq)
 
     def bid_prices(self, i: int) -> np.ndarray:
         """Lower edge price of each bid bin of column ``i``."""
@@ -136,6 +172,11 @@ class HeatmapColumns:
     def ask_prices(self, i: int) -> np.ndarray:
         a = int(self.anchor_bin[i])
         return np.arange(a, a + self.half_bins + 1) * self.bin_size
+
+
+def _tail(cols: HeatmapColumns, n: int) -> HeatmapColumns:
+    return HeatmapColumns(cols.bin_size, cols.half_bins, cols.seq, cols.ts_us[-n:], cols.anchor_bin[-n:],
+                          cols.bids[-n:], cols.asks[-n:], cols.buy[-n:], cols.sell[-n:], cols.scalars[-n:], cols.ring)
 
 
 class Heatmap:
@@ -158,6 +199,7 @@ class Heatmap:
         self.asks = np.full((c, h + 1), 0.0, dtype=np.float32)
         self.buy = np.full((c, 2 * h + 1), 0.0, dtype=np.float32)
         self.sell = np.full((c, 2 * h + 1), 0.0, dtype=np.float32)
+        self.scalars = np.full((c, len(SCALARS)), math.nan)
         self.seq = 0  # columns written so far
         self.trades_outside = 0
         self._trade_bins: dict[int, list[float]] = {}  # bin -> [buy, sell] in the open interval
@@ -179,16 +221,22 @@ class Heatmap:
         self, ts_us: int, mid: float,
         book: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
         trades: dict[int, list[float]] | None = None,
+        scalars: tuple[float, float, float, float] = _NO_SCALARS,
     ) -> None:
         """Write the column for time ``ts_us``: ``book`` = (bid prices, bid sizes, ask prices, ask sizes) as
         arrays, or None when the book cannot be trusted (resting sizes become NaN). ``trades``: the
-        interval's trades taken earlier with ``take_trades()``; by default those added since the last column."""
+        interval's trades taken earlier with ``take_trades()``; by default those added since the last column.
+        ``scalars``: best bid, best ask, CVD and OFI at ``ts_us`` (``SCALARS``), kept with the column.
+
+        The column is complete before ``seq`` counts it: a reader on another thread that sees ``seq`` reads
+        whole columns (``read``)."""
         h = self.half_bins
         bs = self.bin_size
         i = self.seq % self.capacity
         a = math.floor(mid / bs + _EPS)
         self.ts_us[i] = ts_us
         self.anchor_bin[i] = a
+        self.scalars[i] = scalars
         if book is None:
             self.bids[i] = np.nan
             self.asks[i] = np.nan
@@ -226,14 +274,47 @@ class Heatmap:
         c = self._cache
         if c is not None and c[0] == self.seq and c[1] == n:
             return c[2]
-        n = min(n, self.seq, self.capacity)
-        idx = [(self.seq - n + k) % self.capacity for k in range(n)]
-        arrays = [arr[idx] for arr in (self.ts_us, self.anchor_bin, self.bids, self.asks, self.buy, self.sell)]
-        for arr in arrays:
-            arr.flags.writeable = False
-        cols = HeatmapColumns(self.bin_size, self.half_bins, self.seq, *arrays)
+        cols = self.read(self.seq - n, self.seq, writer=True)
+        assert cols is not None
         self._cache = (self.seq, n, cols)
         return cols
+
+    def read(self, after_seq: int, upto_seq: int, *, writer: bool = False) -> HeatmapColumns | None:
+        """Copies of the columns numbered ``after_seq + 1 .. upto_seq`` still in the ring (None if none).
+
+        Any thread may call this while the engine writes: column ``m`` (numbered from 1) sits in slot
+        ``(m - 1) % capacity`` and is overwritten by column ``m + capacity``, whose writing starts when ``seq``
+        is ``m + capacity - 1``; so after copying, every column ``m <= seq_now - capacity + 1`` may be torn and
+        is dropped, and the result starts later (``first_seq``). ``writer``: the caller is the thread that writes
+        (the engine's own), so nothing can be overwritten while it copies and every column is kept."""
+        c = self.capacity
+        lo = max(after_seq + 1, upto_seq - c + 1, 1)
+        if lo > upto_seq:
+            return None
+        idx = (np.arange(lo, upto_seq + 1) - 1) % c
+        arrays = [arr[idx] for arr in (self.ts_us, self.anchor_bin, self.bids, self.asks, self.buy, self.sell,
+                                       self.scalars)]
+        # columns at the front that may have been overwritten meanwhile
+        torn = 0 if writer else self.seq - c + 1 - lo + 1
+        if torn > 0:
+            if torn >= idx.size:
+                return None
+            arrays = [arr[torn:] for arr in arrays]
+        for arr in arrays:
+            arr.flags.writeable = False
+        ts, anchor, bids, asks, buy, sell, scalars = arrays
+        return HeatmapColumns(self.bin_size, self.half_bins, upto_seq, ts, anchor, bids, asks, buy, sell, scalars,
+                              ring=self)
+
+    def read_times(self, after_seq: int, upto_seq: int) -> tuple[int, np.ndarray]:
+        """(number of the first column, start times) of what ``read(after_seq, upto_seq)`` would give."""
+        c = self.capacity
+        lo = max(after_seq + 1, upto_seq - c + 1, 1)
+        if lo > upto_seq:
+            return upto_seq + 1, np.zeros(0, np.int64)
+        ts = self.ts_us[(np.arange(lo, upto_seq + 1) - 1) % c]
+        torn = max(0, self.seq - c - lo + 2)
+        return lo + torn, ts[torn:]
 
     def window(self) -> HeatmapColumns | None:
         """Every column in the ring, oldest first (for a dashboard drawing the whole window)."""

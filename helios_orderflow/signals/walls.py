@@ -153,6 +153,36 @@ class WallTracker:
         self.candidates = 0
         self._active: tuple[Wall, ...] = ()
         self._active_dirty = False
+        self.new_candle()
+
+    def new_candle(self) -> None:
+        """Start the open candle's absorption measurements (the engine calls this at each candle close).
+
+        ``bull_frac`` / ``bear_frac``: the largest fraction of a wall's peak size absorbed (its windowed taker
+        volume / its peak) by the bid / ask walls whose absorption fired since, from the firing trade on while
+        the absorption stays on (``AbsorptionWindow.fired``; a break through the wall ends it); 0.0 when none
+        fired. Each is >= ``absorption.frac`` whenever its signal fired, so "fired and fraction >= x" with
+        x <= ``absorption.frac`` is the signal itself, and a larger x a stricter one (docs/signals.md)."""
+        self.bull_frac = 0.0
+        self.bear_frac = 0.0
+        #: Walls whose absorption fired in the open candle (their later trades can raise the fraction).
+        self._absorbing: set[_Track] = set()
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # An engine checkpoint pickled before the absorption measurements existed starts them empty.
+        self.new_candle()
+        self.__dict__.update(state)
+
+    def wall_measures(self, wall: Wall | None) -> tuple[float, float]:
+        """(size relative to the median, age in seconds) of an active ``wall`` at the last scan: its resting
+        size over the median bin size in range (what ``walls.size_k`` compares; NaN when that scan had fewer
+        than ``min_bins`` bins), and how long it has been a candidate or a wall (what ``walls.min_age_s``
+        compares). (NaN, NaN) for None."""
+        if wall is None:
+            return math.nan, math.nan
+        median = self.median
+        size_k = wall.size / median if median > 0 else math.nan
+        return size_k, (wall.last_scan_us - wall.first_seen_us) / 1e6
 
     # -- scans ---------------------------------------------------------------------------------------
     def scan(
@@ -294,8 +324,12 @@ class WallTracker:
                         continue
                     if price >= t.high + bs:
                         t.window.reset()
-                    elif price < t.high and t.window.add(ts_us, amount, frac * t.peak):
-                        signal = self._signal(t, ts_us, "bear")
+                    elif price < t.high:
+                        if t.window.add(ts_us, amount, frac * t.peak):
+                            signal = self._signal(t, ts_us, "bear")
+                            self._absorbing.add(t)
+                        if t.window.fired and t in self._absorbing:
+                            self.bear_frac = max(self.bear_frac, t.window.volume / t.peak)
         else:
             for t in self._bid_tracks:
                 if price < t.high:
@@ -304,8 +338,12 @@ class WallTracker:
                         continue
                     if price < t.low - bs:
                         t.window.reset()
-                    elif price >= t.low and t.window.add(ts_us, amount, frac * t.peak):
-                        signal = self._signal(t, ts_us, "bull")
+                    elif price >= t.low:
+                        if t.window.add(ts_us, amount, frac * t.peak):
+                            signal = self._signal(t, ts_us, "bull")
+                            self._absorbing.add(t)
+                        if t.window.fired and t in self._absorbing:
+                            self.bull_frac = max(self.bull_frac, t.window.volume / t.peak)
         return signal
 
     def _signal(self, t: _Track, ts_us: int, direction: Literal["bull", "bear"]) -> AbsorptionSignal:

@@ -23,6 +23,7 @@ trusting them with money.
 """
 
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
@@ -84,6 +85,25 @@ class HeliosStrategy(HeliosBase):
     # The protecting wall must sit more than this many basis points beyond the close (room for the stop).
     buy_wall_min_bps = DecimalParameter(0.0, 10.0, default=0.0, decimals=1, space="buy")
 
+    # Order-flow thresholds, searched on the engine's per-candle measurements (no feature is recomputed per
+    # epoch). They filter the engine's signals, so they can only make them stricter: the defaults keep every
+    # signal (docs/strategy.md, "Hyperoptable order-flow thresholds").
+    # Absorption counts only when sellers absorbed at least this fraction of the wall's peak size (at or below
+    # the config's absorption.frac, which sets it: every absorption).
+    buy_absorption_frac = DecimalParameter(0.5, 1.0, default=0.5, decimals=2, space="buy")
+    # The protecting wall is at least this many times the median bin at the close (0: off) ...
+    buy_wall_size_k = DecimalParameter(0.0, 6.0, default=0.0, decimals=1, space="buy")
+    # ... and has stood at least this many seconds (0: any confirmed wall).
+    buy_wall_min_age_s = IntParameter(0, 180, default=0, space="buy")
+    # Exit on exhaustion only when volume in the move's direction fell below this fraction of its prior
+    # average (the config's exhaustion.volume_frac sets it; lower is stricter).
+    sell_exhaustion_volume_frac = DecimalParameter(0.1, 0.7, default=0.7, decimals=2, space="sell")
+    config_parameters = {  # noqa: RUF012 (the helios config keys that set these Parameters when given)
+        **HeliosBase.config_parameters,
+        "buy_absorption_frac": ("absorption", "frac"),
+        "sell_exhaustion_volume_frac": ("exhaustion", "volume_frac"),
+    }
+
     def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
         dataframe["rsi"] = ta.RSI(dataframe, timeperiod=self.helios.settings.decision.rsi_period)
         # The order-flow columns of_*: live from the feed thread, otherwise from the recordings. A candle
@@ -91,11 +111,17 @@ class HeliosStrategy(HeliosBase):
         return self.add_orderflow(dataframe, metadata["pair"])
 
     def populate_entry_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
+        # An order-flow threshold at or below the engine's own setting adds nothing: it is left off (0), so a
+        # row whose measurement is missing (an engine checkpoint from an older version) keeps its signal.
+        frac = self.buy_absorption_frac.value
         thresholds = EntryThresholds(
             rsi_long_below=self.buy_rsi.value,
             rsi_short_above=self.short_rsi.value,
             absorption_candles=self.buy_absorption_candles.value,
             wall_min_bps=self.buy_wall_min_bps.value,
+            absorption_frac=frac if frac > self.helios.settings.absorption.frac else 0.0,
+            wall_size_k=self.buy_wall_size_k.value,
+            wall_min_age_s=self.buy_wall_min_age_s.value,
         )
         # Absorption at a wall, RSI beyond its level, the book usable and a wall protecting the close.
         long, short = entry_signals(dataframe, thresholds, allow_short=self.can_short)
@@ -105,7 +131,9 @@ class HeliosStrategy(HeliosBase):
 
     def populate_exit_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
         if self.helios.strategy.exit_on_exhaustion:
-            exit_long, exit_short = exit_signals(dataframe)
+            volume_frac = self.sell_exhaustion_volume_frac.value  # below the engine's: stricter, else off
+            exit_long, exit_short = exit_signals(
+                dataframe, volume_frac if volume_frac < self.helios.settings.exhaustion.volume_frac else math.inf)
             dataframe.loc[exit_long, ["exit_long", "exit_tag"]] = (1, "exhaustion_up")
             dataframe.loc[exit_short, ["exit_short", "exit_tag"]] = (1, "exhaustion_down")
         return dataframe

@@ -1,4 +1,4 @@
-"""``helios import --format {binance-raw,cryptofeed,tardis} SRC... --out DIR``."""
+"""``helios import --format {binance-raw,cryptofeed,freqtrade-trades,tardis} SRC... --out DIR``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "import",
-        help="convert exchange captures (Binance raw, cryptofeed, tardis.dev CSV) into a Helios recording",
+        help="convert exchange captures (Binance raw, cryptofeed, tardis.dev CSV, Freqtrade's downloaded trades) into "
+             "a Helios recording",
         description="Convert third-party market data into a Helios recording (Parquet, see README).",
     )
     p.add_argument("--format", required=True, choices=sorted(FORMATS), help="source format")

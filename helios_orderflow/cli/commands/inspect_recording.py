@@ -14,6 +14,7 @@ from pathlib import Path
 from helios_orderflow.cli.commands.import_data import import_summary, importer_options
 from helios_orderflow.importers import FORMATS, ImportStats, iter_import
 from helios_orderflow.recording.audit import StreamReport, inspect_events
+from helios_orderflow.recording.store import is_url
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,13 +23,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check a recording: gaps, crossed books, best bid/offer agreement, duplicate trades, CVD",
         description=__doc__,
     )
-    p.add_argument("src", nargs="+", type=Path, help="a recording directory, or source files with --format")
+    p.add_argument("src", nargs="+", type=_path_or_url,
+                   help="a recording directory (or an object store's folder, s3://bucket/prefix), or source files "
+                   "with --format")
     p.add_argument("--format", choices=sorted(FORMATS), default=None, help="inspect source files directly")
     p.add_argument("--exchange", default=None, help="only this exchange (or: the source's exchange)")
     p.add_argument("--symbol", default=None, help="only this symbol (or: the source's symbol)")
     p.add_argument("--json", action="store_true", help="print JSON (a list, one object per stream)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _path_or_url(text: str) -> Path | str:
+    """A local path, or an object store URL kept as it is (``Path`` would fold ``s3://`` into ``s3:/``)."""
+    return text if is_url(text) else Path(text)
 
 
 def _when(ts_us: int | None) -> str:

@@ -1,6 +1,7 @@
 """``helios record --exchange EX --pairs P... --out DIR [--ccxt-config JSON]``: record live L2 books, trades
 and best bid/offer to a Helios recording with the same feed the strategy runs. Ctrl-C stops cleanly:
-everything received is flushed to disk before it exits."""
+everything received is flushed to disk before it exits. ``--retention-days``/``--max-gb`` bound the disk (the
+oldest whole days go first); a full disk pauses recording until space returns."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--exchange", required=True, help="ccxt exchange id (binance, binanceusdm, kraken, okx, ...)")
     p.add_argument("--pairs", required=True, nargs="+", help="unified symbols, e.g. BTC/USDT ETH/USDT")
-    p.add_argument("--out", required=True, type=Path, help="recording directory (created if missing)")
+    p.add_argument("--out", required=True,
+                   help="recording directory (created if missing), or an object store's folder: s3://bucket/prefix "
+                   "(endpoint: ?endpoint_override=host:port or AWS_ENDPOINT_URL; credentials: AWS_ACCESS_KEY_ID...)")
     p.add_argument(
         "--ccxt-config", default=None, metavar="JSON",
         help="ccxt client config as JSON text or a path to a JSON file, e.g. the local exchange's "
@@ -36,6 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-bbo", action="store_true", help="do not record the best bid/offer stream")
     p.add_argument("--engine", action="store_true", help="also run the order-flow engine (shows it keeps up)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--retention-days", type=int, default=0, metavar="N",
+                   help="keep N UTC days, today included; older whole days are deleted (default: keep all)")
+    p.add_argument("--max-gb", type=float, default=0.0, metavar="GB",
+                   help="keep the recording under GB (1e9 bytes), deleting the oldest whole days (default: no limit)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
     p.set_defaults(func=run)
 
@@ -77,6 +84,9 @@ def progress_line(feed: Any, elapsed_s: float, events_before: int, interval_s: f
     sick = [f"{s}: {'; '.join(state.problems(s))}" for s in state.symbols if s not in healthy]
     if sick:
         line += " | " + " | ".join(sick)
+    warned = sorted({w for s in state.symbols for w in state.warnings(s)})  # e.g. recording paused: disk full
+    if warned:
+        line += " | " + " | ".join(warned)
     return line
 
 
@@ -85,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.interval <= 0:
         raise ConfigError(f"--interval must be > 0 seconds, got {args.interval}")
-    settings = HeliosSettings.from_dict({"feed": {"book_depth": args.depth, "bbo": not args.no_bbo}})
+    settings = HeliosSettings.from_dict({"feed": {"book_depth": args.depth, "bbo": not args.no_bbo},
+                                         "recording": {"retention_days": args.retention_days,
+                                                       "max_gb": args.max_gb}})
     feed = Feed(args.exchange, args.pairs, settings, ccxt_config=load_ccxt_config(args.ccxt_config),
                 record_to=args.out, engine=bool(args.engine))
     stop = threading.Event()

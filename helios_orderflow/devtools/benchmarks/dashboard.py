@@ -32,7 +32,7 @@ def run(quick: bool) -> dict[str, float | int | str]:
                                          max_bubbles=s.max_bubbles)
         body = to_json_plotly({"multi": True, "response": {"graph": {"figure": fig}, "meta": {"data": meta}}})
         times.append((time.perf_counter() - t0) * 1000)
-    mem = sum(a.nbytes for a in (hist._ts, hist._anchor, hist._liq, hist._buy, hist._sell, hist._scalars))
+    mem = hist.columns.nbytes
     return {
         "dashboard_payload_kb": round(len(gzip.compress(body.encode(), 6)) / 1000, 1),
         "dashboard_payload_raw_kb": round(len(body) / 1000, 1),

@@ -1,6 +1,5 @@
 """Live feed load from the local exchange, through the real ccxt.pro client, the engine, SharedState and the
-recorder, at two loads on Binance, and the heavier one on OKX and Bybit too (``feed_okx_*``, ``feed_bybit_*``:
-the same 20 pairs in those venues' protocols, through ``ccxt.pro.okx`` / ``ccxt.pro.bybit``):
+recorder, at two loads on Binance (the same load on OKX and Bybit: ``feed_venues``):
 
 - the issue's load (figures ``feed_*``): 20 pairs x 10 messages/s, i.e. every pair's ``@depth@100ms``
   diff stream (200 messages/s), with default settings, for 10 minutes after a 3-minute warm-up;
@@ -77,7 +76,7 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def _quantile(samples: Any, q: float) -> float:
+def quantile(samples: Any, q: float) -> float:
     values = samples.sorted()
     if not values:
         return float("nan")
@@ -303,7 +302,7 @@ def _read_cost(state: SharedState, stop: threading.Event, out: dict[str, float])
     out["healthy_us"] = t_health / max(n, 1) * 1e6
 
 
-def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float,
+def measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float,
              venue: str = "binance") -> dict[str, Any]:
     """Run the feed on 20 pairs against the exchange subprocess speaking ``venue``; the raw figures of one load."""
     timing = _Timing(venue)
@@ -367,7 +366,8 @@ def _measure(feed_settings: dict[str, Any], warmup_s: float, measure_s: float,
         "rss_slope": statistics.linear_regression(xs, ys).slope * 60 if len(rss) > 2 else float("nan"),
         "rss_slope_2nd_half": (statistics.linear_regression(xs[half:], ys[half:]).slope * 60
                                if len(rss) - half > 2 else float("nan")),
-        "levels": levels, "rss_peaks": (first_peak, last_peak), "rss_peak_growth": peak_growth_pct(rss),
+        "rss_samples": rss, "levels": levels, "rss_peaks": (first_peak, last_peak),
+        "rss_peak_growth": peak_growth_pct(rss),
     }
 
 
@@ -387,23 +387,9 @@ def peak_growth_pct(samples: list[tuple[float, float]], period_s: float = 60.0, 
 
 
 def run(quick: bool = False) -> dict[str, float | int | str]:
-    spec = _measure({"trades": False, "bbo": False}, *((10.0, 40.0) if quick else (180.0, 600.0)))
-    full = _measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)))
+    spec = measure({"trades": False, "bbo": False}, *((10.0, 40.0) if quick else (180.0, 600.0)))
+    full = measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)))
     t, f = spec["timing"], full["timing"]
-    venues: dict[str, float | int | str] = {}
-    for venue in ("okx", "bybit"):
-        v = _measure({}, *((10.0, 30.0) if quick else (30.0, 120.0)), venue=venue)
-        vt = v["timing"]
-        venues.update({
-            f"feed_{venue}_pairs_healthy_at_end": v["healthy"],
-            f"feed_{venue}_events_per_s": v["events_per_s"],
-            f"feed_{venue}_book_p50_ms": _quantile(vt.book_ms, 0.5),
-            f"feed_{venue}_book_p99_ms": _quantile(vt.book_ms, 0.99),
-            f"feed_{venue}_trade_p99_ms": _quantile(vt.trade_ms, 0.99),
-            f"feed_{venue}_cpu_cores": v["cpu_cores"],
-            f"feed_{venue}_rss_slope_mb_per_min": v["rss_slope"],
-            f"feed_{venue}_rss_minute_peaks_growth_pct": v["rss_peak_growth"],
-        })
     return {
         "state_read_us": spec["reads"].get("get_us", float("nan")),
         "state_healthy_us": spec["reads"].get("healthy_us", float("nan")),
@@ -411,10 +397,10 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_pairs_healthy_at_end": spec["healthy"],
         "feed_messages_per_s": spec["events_per_s"],
         "feed_book_frames_timed": len(t.book_ms),
-        "feed_book_p50_ms": _quantile(t.book_ms, 0.5),
-        "feed_book_p99_ms": _quantile(t.book_ms, 0.99),
-        "feed_book_handled_p99_ms": _quantile(t.book_handled_ms, 0.99),
-        "feed_book_own_p99_ms": _quantile(t.process_ms, 0.99),
+        "feed_book_p50_ms": quantile(t.book_ms, 0.5),
+        "feed_book_p99_ms": quantile(t.book_ms, 0.99),
+        "feed_book_handled_p99_ms": quantile(t.book_handled_ms, 0.99),
+        "feed_book_own_p99_ms": quantile(t.process_ms, 0.99),
         "feed_cpu_cores": spec["cpu_cores"],
         "feed_rss_start_mb": spec["rss"][0],
         "feed_rss_end_mb": spec["rss"][-1],
@@ -429,11 +415,10 @@ def run(quick: bool = False) -> dict[str, float | int | str]:
         "feed_measure_s": round(spec["measure_s"]),
         "feed_full_pairs_healthy_at_end": full["healthy"],
         "feed_full_events_per_s": full["events_per_s"],
-        "feed_full_book_p50_ms": _quantile(f.book_ms, 0.5),
-        "feed_full_book_p99_ms": _quantile(f.book_ms, 0.99),
-        "feed_full_book_handled_p99_ms": _quantile(f.book_handled_ms, 0.99),
-        "feed_full_trade_p99_ms": _quantile(f.trade_ms, 0.99),
+        "feed_full_book_p50_ms": quantile(f.book_ms, 0.5),
+        "feed_full_book_p99_ms": quantile(f.book_ms, 0.99),
+        "feed_full_book_handled_p99_ms": quantile(f.book_handled_ms, 0.99),
+        "feed_full_trade_p99_ms": quantile(f.trade_ms, 0.99),
         "feed_full_cpu_cores": full["cpu_cores"],
         "feed_full_rss_slope_mb_per_min": full["rss_slope"],
-        **venues,
     }

@@ -1,6 +1,7 @@
 """The soak: the whole live pipeline against the local exchange for N minutes, under faults, measured.
 
-``python -m helios_orderflow.devtools.soak --minutes N [--pairs 10] [--rate-x 10] [--with-freqtrade]`` (``make soak``):
+``python -m helios_orderflow.devtools.soak --minutes N [--pairs 10] [--rate-x 10] [--no-with-freqtrade]``
+(``make soak``):
 
 - **Exchange** (a child process, so its CPU and memory are measured apart): the synthetic market for
   ``--pairs`` symbols at ``--rate-x`` times Binance's message rate. Binance sends one ``@depth@100ms`` diff
@@ -14,8 +15,13 @@
   each fault window (times, faults fired) and, when the market is frozen at the end, its final books and
   trade ids.
 - **Helios** (this process): ``Feed`` (the live thread, real ``ccxt.pro.binance``), one ``PairEngine`` per
-  pair, and the recorder, exactly as in Freqtrade. With ``--with-freqtrade``, a Freqtrade dry-run
-  (``HeliosStrategy``) runs against the same exchange as a third process.
+  pair, and the recorder, exactly as in Freqtrade.
+- **The bot** (default; ``--no-with-freqtrade`` leaves it out): a Freqtrade dry-run (``HeliosStrategy``)
+  against the same exchange as a third process, its whitelist a ``RemotePairList`` file the soak rewrites
+  (pairs join and leave) and its recording on a small tmpfs the soak fills for a while (``bot``). Its
+  recording is compared with what the exchange sent as the feed's is (``bot_*``: only a pair's time in the
+  whitelist counts; its leaving and the disk-full pause are declared gaps), and its RSS, the whitelist
+  changes' delay and the recording's pause and resume are judged too.
 
 Report (``name: value`` lines and ``soak.json``): events processed; faults injected, detected and recovered
 (per window: the feed's health showed it; every pair was healthy again, timed from the window's end, and
@@ -45,7 +51,8 @@ machine says which limit the load broke.
 Modules: ``schedule`` (pairs, rates, the fault schedule), ``exchange_child`` (the exchange process),
 ``sent_log`` (its sent log and the book digest), ``run`` (``run_soak``: the orchestration), ``watch`` (RSS,
 CPU and the feed's health around each fault window), ``compare`` (the recording against the sent log),
-``report`` (the report and the pass rule), ``dryrun`` (``--with-freqtrade``), ``cli`` (the command line).
+``report`` (the report and the pass rule), ``dryrun`` (the Freqtrade process), ``bot`` (the whitelist
+schedule, the disk window, what the bot's log shows), ``cli`` (the command line).
 """
 
 from helios_orderflow.devtools.soak.cli import main

@@ -31,7 +31,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap-window-s", type=float, default=60.0,
                    help="the engine's heatmap window (default 60, shorter than the warm-up: see docs/reliability.md)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default soak-runs/<time>)")
-    p.add_argument("--with-freqtrade", action="store_true", help="also run a Freqtrade dry-run against it")
+    p.add_argument("--with-freqtrade", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run a Freqtrade dry-run of HeliosStrategy against it, with a changing whitelist and "
+                        "a disk-full window (default on; --no-with-freqtrade: the feed alone)")
+    p.add_argument("--whitelist-every-s", type=float, default=None,
+                   help="seconds between whitelist changes (default: a third of the measured time, 20 to 90)")
+    p.add_argument("--disk-window", action=argparse.BooleanOptionalAction, default=True,
+                   help="fill the bot's recording disk (a tmpfs) for a while (default on; needs mount rights)")
     p.add_argument("--recovery-limit-s", type=float, default=RECOVERY_LIMIT_S,
                    help=f"pass only if every fault window recovers within this (default {RECOVERY_LIMIT_S:g})")
 
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run_soak(args.minutes, out, pairs=args.pairs, rate_x=args.rate_x, seed=args.seed,
                           warmup_s=args.warmup_s, keepalive_s=args.keepalive_s, quiet_s=args.quiet_s,
                           segment_s=args.segment_s, heatmap_window_s=args.heatmap_window_s,
-                          with_freqtrade=args.with_freqtrade, recovery_limit_s=args.recovery_limit_s)
+                          with_freqtrade=args.with_freqtrade, recovery_limit_s=args.recovery_limit_s,
+                          whitelist_every_s=args.whitelist_every_s, disk_window=args.disk_window)
     except HeliosError as exc:
         print(f"helios soak: {exc}", file=sys.stderr)
         return 2

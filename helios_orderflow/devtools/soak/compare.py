@@ -10,11 +10,17 @@ from typing import Any
 
 from helios_orderflow.devtools.soak.sent_log import DIGEST_LEVELS, book_digest, load_sent
 
+#: The reason of the gap the feed records when a pair leaves its pairs (live/runner.py).
+LEFT_REASON = "left the feed's pairs"
 
-def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final_books: dict[str, Any]
-                      ) -> dict[str, Any]:
+
+def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final_books: dict[str, Any],
+                      final_symbols: list[str] | None = None) -> dict[str, Any]:
     """The recording at ``rec_root`` against the exchange's sent log and its final books (see the package
-    doc). Counts, summed over symbols:
+    doc). ``symbols``: every pair the exchange ran (the sent log's order); ``final_symbols``: the pairs the
+    feed followed at the end (default all), the only ones whose last book must equal the exchange's. A pair
+    that left the feed has a declared gap ("left the feed's pairs") from then until it rejoined (or the end),
+    so only its time in the feed counts. Counts, summed over symbols:
 
     - ``book_states_checked``/``wrong_books``: recorded book states compared with the exchange's digest
       at the same update id / those that differ; ``book_states_unverified``: states at an id the exchange
@@ -23,17 +29,23 @@ def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final
       ``diffs_in_declared_gaps``: those skipped inside declared gaps;
     - ``lost_trades`` / ``trades_in_declared_gaps`` / ``duplicate_trades`` likewise for trade ids;
     - ``declared_gaps``, ``longest_resync_s`` (a FeedGap to the pair's next book snapshot, local time),
-      ``final_books_equal`` (pairs whose last recorded book equals the exchange's final one).
+      ``final_books_equal`` (pairs whose last recorded book equals the exchange's final one);
+    - ``deltas_awaiting_snapshot``: deltas recorded after a declared gap that do not continue the book before
+      it, before the next snapshot (not applied: a replay's engine waits for that snapshot);
+    - ``gaps_pair_left`` / ``gaps_recording_paused``: declared gaps for a pair leaving the feed / for a
+      full disk (their time to the next snapshot is not a resync: not in ``longest_resync_s``).
     """
     from helios_orderflow.book.sync import BookSync
     from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot, FeedGap, Trade
     from helios_orderflow.recording.reader import read_events
+    from helios_orderflow.recording.recorder import PAUSE_GAP_REASON
 
     sent = load_sent(sent_path, len(symbols))
     totals = {"book_states_checked": 0, "wrong_books": 0, "book_states_unverified": 0, "lost_book_diffs": 0,
               "diffs_in_declared_gaps": 0, "lost_trades": 0, "trades_in_declared_gaps": 0, "duplicate_trades": 0,
               "trades_checked": 0, "declared_gaps": 0, "final_books_equal": 0, "undeclared_resyncs": 0,
-              "book_sync_failures": 0}
+              "book_sync_failures": 0, "gaps_pair_left": 0, "deltas_awaiting_snapshot": 0,
+              "gaps_recording_paused": 0}
     resyncs: list[float] = []
     first_problem: list[str] = []
 
@@ -54,12 +66,20 @@ def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final
         gap_open = False  # a FeedGap since the last book event
         gap_since_trade = False
         gap_at_us = 0
+        gap_is_resync = True  # the open gap is the feed's (a resync), not the pair leaving or a full disk
         last_trade = -1
         for ev in read_events(rec_root, exchange="binance", symbol=sym):
             if isinstance(ev, FeedGap):
                 totals["declared_gaps"] += 1
+                if ev.reason == LEFT_REASON:
+                    totals["gaps_pair_left"] += 1
+                elif ev.reason.startswith(PAUSE_GAP_REASON):
+                    totals["gaps_recording_paused"] += 1
                 if not gap_open:
                     gap_at_us = ev.local_ts_us
+                    gap_is_resync = True
+                if ev.reason == LEFT_REASON or ev.reason.startswith(PAUSE_GAP_REASON):
+                    gap_is_resync = False
                 gap_open = gap_since_trade = True
                 continue
             if isinstance(ev, Trade):
@@ -85,7 +105,8 @@ def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final
                     skipped = diffs_between(covered, ev.update_id)
                     if gap_open:
                         totals["diffs_in_declared_gaps"] += skipped
-                        resyncs.append((ev.local_ts_us - gap_at_us) / 1e6)
+                        if gap_is_resync:
+                            resyncs.append((ev.local_ts_us - gap_at_us) / 1e6)
                     else:
                         totals["undeclared_resyncs"] += 1
                         totals["lost_book_diffs"] += skipped
@@ -94,6 +115,12 @@ def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final
                 covered = ev.update_id
                 gap_open = False
             elif isinstance(ev, BookDelta):
+                if gap_open and ev.first_update_id != covered + 1:
+                    # After a declared gap the book is unknown until the next snapshot (the engine waits for
+                    # one): a delta recorded there, e.g. one queued while the disk was full and written once
+                    # it had room again, before the feed's resume snapshot, belongs to no chain.
+                    totals["deltas_awaiting_snapshot"] += 1
+                    continue
                 if ev.update_id == NO_ID:
                     totals["book_states_unverified"] += 1
                     problem(f"{sym}: a delta without update ids")
@@ -118,6 +145,14 @@ def compare_recording(rec_root: Path, sent_path: Path, symbols: list[str], final
                 totals["wrong_books"] += 1
                 problem(f"{sym}: book at update id {sync.book.update_id} differs from the exchange's")
         final = final_books[sym]
+        if final_symbols is not None and sym not in final_symbols:
+            # out of the feed at the end: its recording ends with the declared gap of its leaving
+            if last_trade >= 0 and final["last_trade_id"] > last_trade:
+                totals["trades_in_declared_gaps" if gap_since_trade else "lost_trades"] += \
+                    final["last_trade_id"] - last_trade
+            if not gap_open:
+                problem(f"{sym}: left the feed but its recording ends without a declared gap")
+            continue
         tail = final["last_trade_id"] - last_trade
         if last_trade >= 0 and tail > 0:
             if gap_since_trade:

@@ -1,5 +1,6 @@
 """``--with-freqtrade``: a Freqtrade dry-run of HeliosStrategy against the soak's exchange, as a third
-process, and what it did (alive at the end, errors, rejected entries, trades)."""
+process, and what it did (alive at the end, errors, rejected entries, trades). What the soak does to it
+(whitelist changes, the disk window) is in ``bot``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.devtools.soak.bot import PAIRLIST_REFRESH_S
 
 #: The clone the soak runs from (devtools are not installed): helios_orderflow/devtools/soak/ is three down.
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -24,9 +26,13 @@ def ccxt_config_for(url: str) -> dict[str, Any]:
     return {"urls": ccxt_urls(url), "options": {"fetchMarkets": {"types": ["spot"]}}}
 
 
-def start_freqtrade(url: str, symbols: list[str], out_dir: Path) -> subprocess.Popen[bytes]:
-    """A ``freqtrade trade`` dry-run of HeliosStrategy against the soak's exchange (its own feed, engine and
-    recording inside Freqtrade), logging to ``out_dir/freqtrade/freqtrade.log``."""
+def start_freqtrade(url: str, symbols: list[str], out_dir: Path, *, pairlist: Path | None = None,
+                    recording: Path | None = None, heatmap_window_s: float = 60.0, segment_s: float = 60.0,
+                    checkpoint_every_s: float = 300.0) -> subprocess.Popen[bytes]:
+    """A ``freqtrade trade --dry-run`` of HeliosStrategy against the soak's exchange (its own feed, engines and
+    recording inside Freqtrade), logging to ``out_dir/freqtrade/freqtrade.log``. With ``pairlist``, the
+    whitelist is Freqtrade's ``RemotePairList`` reading that file (the feed follows it); ``recording``: where
+    the bot records (default ``out_dir/freqtrade/orderflow/soak``)."""
     shim = PROJECT_ROOT / "user_data" / "strategies" / "HeliosStrategy.py"
     base = PROJECT_ROOT / "user_data" / "config.dryrun.json"
     if not shim.is_file() or not base.is_file():
@@ -37,18 +43,25 @@ def start_freqtrade(url: str, symbols: list[str], out_dir: Path) -> subprocess.P
     config = json.loads(base.read_text())
     config["exchange"]["ccxt_config"] = ccxt_config_for(url)
     config["exchange"]["pair_whitelist"] = list(symbols)
+    if pairlist is not None:
+        config["pairlists"] = [{"method": "RemotePairList", "pairlist_url": f"file:///{pairlist.resolve()}",
+                                "number_assets": len(symbols), "refresh_period": PAIRLIST_REFRESH_S}]
     config["max_open_trades"] = len(symbols)
     helios = config.setdefault("helios", {})
     helios["dashboard"] = {"enabled": False}
-    helios["heatmap"] = {"bin_size": "auto"}  # ten pairs from 0.1 to 60000 USDT
-    helios["recording"] = {"enabled": True, "path": "orderflow/soak", "flush_interval_s": 5.0}
+    # ten pairs from 0.1 to 60000 USDT; the window as the soak's feed's, so RSS after warm-up is the steady state
+    helios["heatmap"] = {"bin_size": "auto", "window_s": heatmap_window_s}
+    helios["feed"] = {"follow_whitelist": True}
+    helios["recording"] = {"enabled": True, "path": str(recording or ud / "orderflow" / "soak"),
+                           "flush_interval_s": 5.0, "segment_s": segment_s,
+                           "checkpoint_every_s": checkpoint_every_s}
     config["db_url"] = f"sqlite:///{ud / 'trades.sqlite'}"
     config.pop("api_server", None)
     (ud / "config.json").write_text(json.dumps(config))
     log = open(ud / "freqtrade.log", "w")  # the child writes to it until it exits
     return subprocess.Popen(
-        [sys.executable, "-m", "freqtrade", "trade", "--config", str(ud / "config.json"), "--userdir", str(ud),
-         "--strategy", "HeliosStrategy"],
+        [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(ud / "config.json"),
+         "--userdir", str(ud), "--strategy", "HeliosStrategy"],
         cwd=ud, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 

@@ -23,7 +23,7 @@ RSS_GROWTH_LIMIT = 0.05
 #: snapshots through ccxt's rate limiter, about 5 s).
 RECOVERY_LIMIT_S = 30.0
 #: Report entries printed apart (``problem:``/``failed:`` lines) or only written to ``soak.json``.
-_NOT_PRINTED = ("windows", "problems", "failed")
+_NOT_PRINTED = ("windows", "problems", "failed", "bot_problems", "whitelist_missed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +59,6 @@ def build_report(m: Measurements, *, minutes: float, pairs: int, rate_x: float, 
     stats = m.stats
     # The recorder's open segments make RSS a sawtooth of period ``segment_s``: compare the peaks of the
     # first and the last window of two segments (whole periods), not two arbitrary points.
-    rss = m.rss_samples
-    window = max(1, min(len(rss) // 3, int(2 * segment_s)))
-    rss_start, rss_end = max(rss[:window]), max(rss[-window:])
     results = m.watcher.results
     disturbing = [r for r in results if r.disturbs]
     report: dict[str, Any] = {
@@ -93,12 +90,7 @@ def build_report(m: Measurements, *, minutes: float, pairs: int, rate_x: float, 
         "health_samples": m.watcher.samples,
         "health_totals": {k: sum(getattr(h, k) for h in m.health.values())
                           for k in ("gaps", "resyncs", "reconnects", "crossed_books", "errors")},
-        "rss_start_mb": round(rss_start / 2**20, 1),
-        "rss_end_mb": round(rss_end / 2**20, 1),
-        "rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
-        "rss_min_mb": round(min(rss) / 2**20, 1),
-        "rss_max_mb": round(max(rss) / 2**20, 1),
-        "rss_window_s": window,
+        **rss_figures(m.rss_samples, segment_s),
         "cpu_helios_pct": round(100.0 * m.cpu_helios_s / span, 1),
         "cpu_exchange_pct": round(100.0 * m.cpu_exchange_s / span, 1),
         "load_average_start": round(m.load_start, 2),
@@ -115,6 +107,24 @@ def build_report(m: Measurements, *, minutes: float, pairs: int, rate_x: float, 
     report["failed"] = pass_rule_failures(report, pairs)
     report["passed"] = not report["failed"]
     return report
+
+
+def rss_figures(rss: list[int], segment_s: float, prefix: str = "") -> dict[str, Any]:
+    """RSS after warm-up and at the end from samples once a second: the recorder's open segments make RSS
+    a sawtooth of period ``segment_s``, so the peaks of the first and the last window of two segments (whole
+    periods) are compared, not two arbitrary points."""
+    window = max(1, min(len(rss) // 3, int(2 * segment_s)))
+    rss_start, rss_end = max(rss[:window]), max(rss[-window:])
+    return {
+        f"{prefix}rss_start_mb": round(rss_start / 2**20, 1),
+        f"{prefix}rss_end_mb": round(rss_end / 2**20, 1),
+        f"{prefix}rss_growth_pct": round(100.0 * (rss_end - rss_start) / rss_start, 2),
+        f"{prefix}rss_min_mb": round(min(rss) / 2**20, 1),
+        f"{prefix}rss_max_mb": round(max(rss) / 2**20, 1),
+        f"{prefix}rss_window_s": window,
+        # the curve behind the two ends: a leak keeps rising, a settling heap levels off
+        f"{prefix}rss_peak_per_minute_mb": [round(max(rss[i:i + 60]) / 2**20, 1) for i in range(0, len(rss), 60)],
+    }
 
 
 def pass_rule_failures(report: dict[str, Any], pairs: int) -> list[str]:
@@ -135,6 +145,24 @@ def pass_rule_failures(report: dict[str, Any], pairs: int) -> list[str]:
          f"<= {report['recovery_limit_s']:g}"),
         ("freqtrade_errors", report.get("freqtrade_errors", 0) == 0, "0"),
     ]
+    if "bot_lost_trades" in report:  # the bot in the loop: its recording and RSS under the same rules
+        rules += [
+            ("freqtrade_alive_at_end", report["freqtrade_alive_at_end"], "True"),
+            ("bot_rss_growth_pct", report["bot_rss_growth_pct"] < 100 * RSS_GROWTH_LIMIT,
+             f"< {100 * RSS_GROWTH_LIMIT:g}"),
+            *((f"bot_{k}", report[f"bot_{k}"] == 0, "0") for k in (
+                "lost_book_diffs", "lost_trades", "duplicate_trades", "wrong_books", "book_sync_failures",
+                "undeclared_resyncs")),
+            ("bot_final_books_equal", report["bot_final_books_equal"] == report["bot_final_pairs"],
+             str(report["bot_final_pairs"])),
+            ("whitelist_changes_missed", report["whitelist_changes_missed"] == 0, "0"),
+            ("whitelist_longest_delay_s", report["whitelist_longest_delay_s"] <= report["whitelist_limit_s"],
+             f"<= {report['whitelist_limit_s']:g}"),
+        ]
+        if report.get("disk_window") == "ran":
+            rules += [("recording_paused", report["recording_paused"], "True"),
+                      ("recording_resumed", report["recording_resumed"], "True"),
+                      ("bot_gaps_recording_paused", report["bot_gaps_recording_paused"] > 0, "> 0")]
     return [f"{name}: {report.get(name, 0)} (limit {limit})" for name, ok, limit in rules if not ok]
 
 
@@ -159,5 +187,9 @@ def print_report(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
         out.write(f"{key}: {value}\n")
     for text in report.get("problems", []):
         out.write(f"problem: {text}\n")
+    for text in report.get("bot_problems", []):
+        out.write(f"bot problem: {text}\n")
+    for text in report.get("whitelist_missed", []):
+        out.write(f"whitelist change not seen: {text}\n")
     for text in report.get("failed", []):
         out.write(f"failed: {text}\n")

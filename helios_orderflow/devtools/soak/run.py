@@ -5,7 +5,9 @@ recording with what the exchange produced and write the report."""
 from __future__ import annotations
 
 import array
+import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.devtools.soak.bot import (
+    BotLoop,
+    bot_loop_report,
+    mount_small_fs,
+    unmount,
+    whitelist_at,
+    whitelist_schedule,
+    write_pairlist,
+)
 from helios_orderflow.devtools.soak.compare import compare_recording
 from helios_orderflow.devtools.soak.dryrun import ccxt_config_for, freqtrade_report, start_freqtrade
-from helios_orderflow.devtools.soak.report import RECOVERY_LIMIT_S, Measurements, build_report
+from helios_orderflow.devtools.soak.report import RECOVERY_LIMIT_S, Measurements, build_report, rss_figures
 from helios_orderflow.devtools.soak.schedule import PAIRS, QUIET_S, schedule
 from helios_orderflow.devtools.soak.watch import (
     HealthWatcher,
@@ -33,18 +44,27 @@ if TYPE_CHECKING:
 
 #: The module the exchange child runs as (``python -m ... --exchange-child``).
 _CLI_MODULE = "helios_orderflow.devtools.soak"
+#: Seconds after the market froze before the bot is stopped: its feed takes the last diffs (and a pair that
+#: was resyncing its snapshot) as the soak's feed does in ``wait_settled``.
+BOT_SETTLE_S = 30.0
 
 
 def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 10.0, seed: int = 1,
              warmup_s: float = 120.0, keepalive_s: float = 5.0, quiet_s: float = QUIET_S, segment_s: float = 60.0,
              flush_interval_s: float = 5.0, heatmap_window_s: float = 60.0, with_freqtrade: bool = False,
-             recovery_limit_s: float = RECOVERY_LIMIT_S,
-             progress: TextIO | None = sys.stderr,
+             recovery_limit_s: float = RECOVERY_LIMIT_S, whitelist_every_s: float | None = None,
+             disk_window: bool = True, progress: TextIO | None = sys.stderr,
              progress_every_s: float = 10.0) -> dict[str, Any]:
     """Run the soak (see the package doc) for ``minutes`` after ``warmup_s``; returns the report dict and
     writes it to ``out_dir/soak.json``. The recording is ``out_dir/recording``; ``helios.log`` (when run from
     the command line), ``exchange.log``, ``faults.jsonl`` (one line per fault window) and ``sent.bin`` (the
-    exchange's sent log) are beside it."""
+    exchange's sent log) are beside it.
+
+    With ``with_freqtrade``, the bot (``dryrun``, ``bot``) records onto a small tmpfs (``bot-disk``) and
+    follows a RemotePairList file (``pairlist.json``) the soak rewrites every ``whitelist_every_s`` (default:
+    a third of the measured time, 20 to 90 s); with ``disk_window``, the tmpfs is filled for a while in the
+    middle of the measured time. Its recording is compared with what the exchange sent as the feed's is
+    (``bot_*`` figures), and its RSS is sampled as the feed's."""
     from helios_orderflow.core.settings import HeliosSettings
     from helios_orderflow.live.feed import Feed
 
@@ -67,6 +87,12 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
     child = subprocess.Popen(cmd, stdout=child_log, stderr=subprocess.STDOUT)
     freqtrade: subprocess.Popen[bytes] | None = None
     feed: Feed | None = None
+    botloop: BotLoop | None = None
+    bot_disk = out_dir / "bot-disk"
+    bot_rec: Path | None = None
+    disk_skipped: str | None = None
+    mounted = False
+    bot_report: dict[str, Any] = {}
     load_start = load_average()
     try:
         info = wait_for_file(out_dir / "exchange.json", child, 120)
@@ -81,8 +107,25 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         })
         feed = Feed("binance", symbols, settings, ccxt_config=ccxt_config_for(info["url"]), record_to=rec_root)
         feed.start()
+        measured_s = run_s - warmup_s
         if with_freqtrade:
-            freqtrade = start_freqtrade(info["url"], symbols, out_dir)
+            pairlist = out_dir / "pairlist.json"
+            write_pairlist(pairlist, whitelist_at(symbols, 0))
+            if not disk_window:
+                disk_skipped = "--no-disk-window"
+            elif (disk_skipped := mount_small_fs(bot_disk)) is None:
+                mounted = True
+            if disk_skipped is not None and progress is not None:
+                progress.write(f"helios soak: the disk-full window is skipped: {disk_skipped}\n")
+            bot_rec = (bot_disk if mounted else out_dir / "freqtrade") / "orderflow"
+            freqtrade = start_freqtrade(info["url"], symbols, out_dir, pairlist=pairlist, recording=bot_rec,
+                                        heatmap_window_s=heatmap_window_s, segment_s=segment_s)
+            every = whitelist_every_s or min(90.0, max(20.0, measured_s / 3))
+            disk_s = min(60.0, max(10.0, measured_s / 5))
+            disk_on = t0 + warmup_s + 0.4 * measured_s
+            botloop = BotLoop(pairlist, symbols, [t0 + t for t in whitelist_schedule(warmup_s, run_s, every)],
+                              (disk_on, disk_on + disk_s) if mounted else None,
+                              bot_disk / "ballast" if mounted else None)
         windows = [(t0 + a, t0 + b, w) for a, b, w in schedule(warmup_s, run_s, keepalive_s, quiet_s)]
         watcher = HealthWatcher(feed, windows, measured=(t0 + warmup_s, t0 + run_s))
         sleep_until(t0 + warmup_s, watcher.sample)
@@ -93,6 +136,7 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         rss_track = array.array("q", bytes(8 * (int(minutes * 60) + 30)))
         n_rss = 0
         rss_start = rss_bytes()
+        bot_rss = array.array("q", bytes(8 * (int(minutes * 60) + 30))) if freqtrade is not None else None
         next_progress = wall_start + progress_every_s
         next_rss = wall_start
         while True:
@@ -100,8 +144,12 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
             if now >= t0 + run_s:
                 break
             watcher.sample(now)
+            if botloop is not None:
+                botloop.tick(now)
             if now >= next_rss and n_rss < len(rss_track):
                 rss_track[n_rss] = rss_bytes()
+                if bot_rss is not None and freqtrade is not None and freqtrade.poll() is None:
+                    bot_rss[n_rss] = rss_bytes(freqtrade.pid)
                 n_rss += 1
                 next_rss += 1.0
             if progress is not None and now >= next_progress:
@@ -123,18 +171,35 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         child.send_signal(signal.SIGUSR1)  # freeze the market, write final.json
         final = wait_for_file(out_dir / "final.json", child, 60)
         settle_s = time.time() - t_end + wait_settled(feed, final["books"], watcher, 20.0)
-        freqtrade_cpu = cpu_seconds(freqtrade.pid) - freqtrade_cpu_start if freqtrade is not None else 0.0
-        freqtrade_facts = freqtrade_report(freqtrade, out_dir, freqtrade_cpu, wall_end - wall_start) \
-            if freqtrade is not None else {}
+        freqtrade_facts: dict[str, Any] = {}
+        if freqtrade is not None and botloop is not None:
+            botloop.free()
+            freqtrade_cpu = cpu_seconds(freqtrade.pid) - freqtrade_cpu_start if freqtrade.poll() is None else 0.0
+            # the bot's feed gets the frozen market's last diffs too (a pair resyncing takes a few seconds)
+            sleep_until(final["frozen_at"] + BOT_SETTLE_S, watcher.sample)
+            freqtrade_facts = freqtrade_report(freqtrade, out_dir, freqtrade_cpu, wall_end - wall_start)
+            stop_process(freqtrade, 90)  # a clean stop closes the bot's recording
+            bot_report = bot_loop_report(botloop, (out_dir / "freqtrade" / "freqtrade.log").read_text(
+                errors="replace"), disk_skipped)
+            if bot_rss is not None:
+                bot_report.update(rss_figures([v for v in bot_rss[:n_rss] if v > 0] or [1], segment_s, "bot_"))
         stats = feed.stats
         health = {s: snap.health for s, snap in feed.state.all().items()}
         feed.stop()
         events_written, bytes_written = feed.recording_stats()
+    except BaseException:
+        if mounted:
+            if freqtrade is not None:
+                stop_process(freqtrade, 90)
+            unmount(bot_disk)
+        raise
     finally:
         if feed is not None:
             feed.stop()
+        if botloop is not None:
+            botloop.free()
         if freqtrade is not None:
-            stop_process(freqtrade)
+            stop_process(freqtrade, 90)
         stop_process(child)
         child_log.close()
     final = json.loads((out_dir / "final.json").read_text())
@@ -142,6 +207,21 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
     for res, logged in zip(watcher.results, fault_windows, strict=False):
         res.fired = logged["fired"]
     comparison = compare_recording(rec_root, out_dir / "sent.bin", symbols, final["books"])
+    if botloop is not None and bot_rec is not None:
+        try:
+            bot_cmp = compare_recording(bot_rec, out_dir / "sent.bin", symbols, final["books"],
+                                        final_symbols=botloop.whitelist_now())
+        finally:
+            if mounted:
+                # kept for a look after the run (the tmpfs goes with the unmount)
+                with contextlib.suppress(OSError):
+                    shutil.copytree(bot_rec, out_dir / "freqtrade" / "orderflow", dirs_exist_ok=True)
+                unmount(bot_disk)
+        bot_report.update({f"bot_{k}": v for k, v in bot_cmp.items()})
+        bot_report["bot_final_pairs"] = len(botloop.whitelist_now())
+        freqtrade_facts.update(bot_report)
+    elif mounted:
+        unmount(bot_disk)
     measured = Measurements(
         span_s=wall_end - wall_start, events_start=events_start, stats=stats, health=health, watcher=watcher,
         final=final, rss_samples=list(rss_track[:n_rss]) or [rss_start], cpu_helios_s=cpu_end - cpu_start,
@@ -174,12 +254,12 @@ def sleep_until(t: float, every: Callable[[float], None]) -> None:
         time.sleep(min(0.1, t - now))
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT, then SIGKILL after 20 s."""
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGINT, then SIGKILL after ``timeout_s``."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

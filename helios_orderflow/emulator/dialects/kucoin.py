@@ -65,12 +65,19 @@ for a keyless client. It never checks that ``sequenceStart`` follows the nonce:
 - ``dup``: the second copy has ``sequenceEnd`` <= nonce: ccxt discards it, as KuCoin's own rule says (a
   message not above the local sequence is discarded), so a repeat needs no resync;
 - ``stale``: the snapshot's ``sequence`` is below the first cached ``sequenceStart - 1``: ccxt fetches again,
-  and after 3 stale answers rejects the watch (``nonce is behind the cache``) and closes the connection;
+  and after 3 stale answers rejects the watch (``nonce is behind the cache``) and closes the connection
+  (``Client.close``, which *cancels* every other watcher pending on it: the other pairs, trades, quotes);
 - ``crossed``: a real bid above the best ask for 1 s, in the stream and in snapshots alike;
 - ``malformed``: a truncated ``trade.l2update`` frame (ccxt's frame handler raises on it);
 - ``disconnect``: the server closes every socket; ``noping``: text pings go unanswered (and no websocket
   pings), so ccxt times the connection out after two ``pingInterval``s;
-- ``rest429``/``rest5xx``: on the snapshot and ``bullet-public`` (the client's path), as above.
+- ``rest429``/``rest5xx``: on the snapshot and ``bullet-public`` (the client's path), as above. ccxt asks
+  ``bullet-public`` once and dials every reconnect with that token (it asks again only after ``token is
+  expired``), so once a client is synced the faults reach only the snapshot of a resync. ccxt tries the
+  snapshot 3 times at once (``fetch_rest_order_book_safe``, no wait after a 429): every other request refused
+  never reaches the caller; every request refused fails the sync (``RateLimitExceeded``/
+  ``ExchangeNotAvailable``) and closes the connection as ``stale`` does. A refused ``bullet-public`` rejects
+  the watch call, and the next call asks again.
 
 Not served: UTA (``/api/ua``) endpoints and the UTA websocket, private REST and websocket channels, futures
 (``api-futures``), ``1week``/``1month`` candles, KuCoin's 100-topics-per-connection and rate limits, and

@@ -1,0 +1,316 @@
+"""The liquidity page live, in a real headless Chromium: payload per push, render time per update with both
+chart libraries, and the page's JS heap after an hour of live updates (``make bench``, ``--only page``).
+
+What runs: the page (``dashboard.app.run_in_thread``) over a live source whose history a feeder grows one
+1-second column at a time, with a synthetic BTC/USDT-like market (125 bins, resting sizes drifting, a wall,
+~3 trades a second near the mid, one 1 m candle a minute with VWAP bands, CVD and OFI). Each column is pushed
+to the page over its WebSocket as live (one ``columns`` message per column, as a live page gets one a
+second); the feeder adds the next column once the server has sent the last and the page holds at most two
+unapplied. The first 100 pushes carry one column each (the payload and render medians are theirs); the rest
+carry 20 columns each, because an update costs ~0.1-0.2 s of the browser here (mostly Plotly redrawing the
+SVG trade bubbles) and 3600 single pushes would take ~10 minutes: so the page receives an hour of market
+(``--quick``: 10 minutes) in 100 + 175 pushes, faster than real time, with the default views (heatmap, volume
+profiles, candle panes). Each push still carries whole columns, applied as live ones are.
+
+- ``page_push_bytes_median``: UTF-8 size of a ``columns`` message (heatmap column, best bid/ask, bubbles,
+  walls/signals, session profile, footprint cells of the open candle, the Lightweight Charts payload).
+- ``page_update_plotly_ms_median`` / ``page_update_lw_ms_median`` / ``page_update_ms_median``: per update, in the
+  browser (``performance.now()``): applying the message and ``Plotly.redraw``, then Lightweight Charts' ``setData``
+  up to its next painted frame, and both (assets/live.js ``heliosTimings.update``).
+- ``page_heap_at_market_min`` / ``page_heap_mb``: the page's used JS heap (Chrome DevTools' ``JSHeapUsedSize``
+  after a forced garbage collection, the page idle) once the figure's sliding window is full (after 600 market
+  seconds), then every 20 minutes of market and after the last push; ``page_heap_mb_start`` / ``_end`` /
+  ``page_heap_ratio``: the first and last of them. Flat = ratio near 1. Measured figures: README.md ("make
+  bench"). What grew, found by heap-snapshot diffs (DevTools protocol) between readings, and fixed:
+  * Plotly's cache of text measurements (``Drawing.savedBBoxes``), keyed by each time label's text and pixel
+    position, which every push of a sliding time axis changes: ~10 entries (~4 KB) a push, emptied only at
+    10,000 entries (~4 MB). The figure has Plotly skip those measurements (figures.py ``_layout``;
+    assets/live.js hides labels cut by the page's edge); the cache keeps ~40 entries.
+  * After a redraw, Dash kept the old figure (React's previous props of the graph, the graph's event
+    handlers), whose traces live.js had grown: ~1 MB a redraw. live.js empties them once another is drawn.
+  What still grows between readings is V8's compiled code: more functions get optimised as their call counts
+  grow (1168 -> 1396 optimised functions, +0.9 MB over the hour; 1156 -> 1543, +1.5 MB over three hours), not
+  the page's data (heap objects other than code: +0.07 MB over the hour; +0.8 MB over three, mostly the larger
+  footprint of the redrawn figures and the page's logs filling up to their 1,000-entry cap).
+
+Environment: ``HELIOS_PAGE_BENCH_MARKET_S`` (seconds of market, default 3600; 10800, three hours, takes about
+3 minutes here) and ``HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH`` (default 20; 1 pushes every column alone, as live:
+an hour then takes more than 14 minutes here). ``run(quick, probe=...)`` calls ``probe(market_s, driver)`` after each
+heap reading, e.g. to take a heap snapshot there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: Where the heap is first read (market seconds pushed): the figure's window (480 display columns) and the
+#: candles' are full by then.
+WARM_S = 600
+#: The first pushes carry one column each, as live (the payload and render medians are theirs) ...
+SINGLE_PUSHES = 100
+#: ... the rest several, so an hour of market reaches the page within the benchmark's few minutes.
+COLUMNS_PER_PUSH = 20
+#: After the first, the heap is read every this many market seconds.
+HEAP_EVERY_S = 1200
+
+
+class GrowingSource:
+    """A live source over one PairHistory that its caller grows column by column (what the page needs of
+    ``DashboardSource``; this benchmark's market, and tests/test_dashboard_push.py)."""
+
+    timeframe = "1m"
+
+    def __init__(self, hist: Any) -> None:
+        self.hist = hist
+        self.key = f"{hist.exchange} {hist.symbol}"
+
+    @property
+    def live(self) -> bool:
+        return True
+
+    def pairs(self) -> list[str]:
+        return [self.key]
+
+    def history(self, pair: str) -> Any:
+        return self.hist if pair == self.key else None
+
+    def health(self, pair: str) -> Any:
+        from dashboard.sources import Health
+
+        return Health("ok", "growing")
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _Market:
+    """A seeded synthetic market written into a PairHistory one second at a time."""
+
+    def __init__(self, hist: Any, t0_us: int, seed: int = 11) -> None:
+        from helios_orderflow.engine.candles import CandleFeatures
+
+        self.CandleFeatures = CandleFeatures
+        self.h = hist
+        self.t0 = t0_us
+        self.rng = np.random.default_rng(seed)
+        self.anchor = int(61_700.0 // hist.bin_size)
+        w = 2 * hist.half_bins + 1
+        self.profile = self.rng.lognormal(0.0, 0.8, size=w).astype(np.float32)
+        self.cvd = 0.0
+        self.candles: list[Any] = []
+        self.bar: list[float] = []  # trade prices of the open candle
+        self.vol = 0.0
+        self.buy = 0.0
+
+    def step(self, i: int) -> None:
+        h = self.h
+        w = 2 * h.half_bins + 1
+        rng = self.rng
+        if i % 7 == 0:
+            self.anchor += int(rng.choice([-1, 0, 1]))
+        if i % 10 == 0:
+            self.profile *= rng.lognormal(0.0, 0.05, size=w).astype(np.float32)
+        liq = self.profile.copy()
+        liq[(i // 300) % w] += 40.0  # a wall that moves every 5 minutes
+        buy = np.zeros(w, np.float32)
+        sell = np.zeros(w, np.float32)
+        k = int(rng.poisson(3))
+        js = np.clip(h.half_bins + rng.integers(-3, 4, size=k), 0, w - 1)
+        amts = rng.lognormal(-3.0, 1.2, size=k).astype(np.float32)
+        sides = rng.random(k) < 0.5
+        np.add.at(buy, js[sides], amts[sides])
+        np.add.at(sell, js[~sides], amts[~sides])
+        self.cvd += float(amts[sides].sum() - amts[~sides].sum())
+        prices = (self.anchor - h.half_bins + js + 0.5) * h.bin_size
+        self.bar += prices.tolist()
+        self.vol += float(amts.sum())
+        self.buy += float(amts[sides].sum())
+        ts = self.t0 + i * h.column_us
+        bid = (self.anchor + 0.5) * h.bin_size - 0.01
+        h.add_column(ts, self.anchor, liq, buy, sell, (bid, bid + 0.01, self.cvd, 0.3 * i))
+        if (i + 1) % 60 == 0:  # a 1 m candle closes
+            self._close(ts + h.column_us - 60_000_000)
+
+    def _close(self, open_us: int) -> None:
+        p = self.bar or [self.candles[-1].close if self.candles else 61_700.0]
+        vw = float(np.mean(p))
+        values: dict[str, Any] = dict.fromkeys((f.name for f in dataclasses.fields(self.CandleFeatures)), float("nan"))
+        values.update(open_time_us=open_us, open=p[0], high=max(p), low=min(p), close=p[-1], volume=self.vol,
+                      trades=len(self.bar), buy_volume=self.buy, sell_volume=self.vol - self.buy,
+                      delta=2 * self.buy - self.vol, cvd=self.cvd, cvd_total=self.cvd, vwap=vw, vwap_upper_1=vw + 5,
+                      vwap_lower_1=vw - 5, vwap_upper_2=vw + 10, vwap_lower_2=vw - 10, ofi=0.1, ofi_multi=0.1)
+        c = self.CandleFeatures(**values)
+        self.candles.append(c)
+        self.candles = self.candles[-500:]
+        self.h.set_state(None, self.candles, "1m")
+        self.bar, self.vol, self.buy = [], 0.0, 0.0
+
+
+def _driver() -> tuple[Any, str]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    chromedriver = shutil.which("chromedriver")
+    if chromium is None or chromedriver is None:
+        raise RuntimeError("the page benchmark needs Chromium and chromedriver (Debian: apt-get install chromium "
+                           "chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--window-size=1600,1000"):
+        opts.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="helios-bench-chromium-")
+    opts.add_argument(f"--user-data-dir={profile}")
+    return webdriver.Chrome(service=Service(chromedriver), options=opts), profile
+
+
+def _heap_mb(driver: Any) -> float:
+    driver.execute_cdp_cmd("HeapProfiler.collectGarbage", {})
+    metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize") / 1e6
+
+
+def _wait(driver: Any, script: str, timeout: float = 60.0) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            got = driver.execute_script(script)
+        except Exception:  # scripts still loading
+            got = None
+        if got:
+            return got
+        time.sleep(0.005)
+    raise RuntimeError(f"the page did not get there in {timeout} s: {script}")
+
+
+def _env_int(name: str, default: int, least: int, example: str) -> int:
+    env = os.environ.get(name)
+    if not env:
+        return default
+    try:
+        v = int(env)
+    except ValueError:
+        raise ValueError(f"{name}={env!r}: expected a whole number, e.g. {example}") from None
+    if v < least:
+        raise ValueError(f"{name}={v}: at least {least}, e.g. {example}")
+    return v
+
+
+def market_seconds(quick: bool) -> int:
+    """Seconds of market the benchmark pushes: an hour (``--quick``: 10 minutes), or
+    ``HELIOS_PAGE_BENCH_MARKET_S`` (at least twice the warm-up, so the heap is read past it; e.g. 10800)."""
+    return _env_int("HELIOS_PAGE_BENCH_MARKET_S", 600 if quick else 3600, 2 * WARM_S, "10800 for three hours")
+
+
+def columns_per_push() -> int:
+    """Columns a push carries after the first ``SINGLE_PUSHES``: ``COLUMNS_PER_PUSH``, or
+    ``HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH`` (1: every push one column, as a live page gets them)."""
+    return _env_int("HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH", COLUMNS_PER_PUSH, 1, "1 for live-rate pushes")
+
+
+def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[str, float | int | str]:
+    """The benchmark's lines. ``probe(market_s, driver)``, if given, is called after each heap reading (the
+    page idle, its garbage collected): e.g. to take a heap snapshot there."""
+    from dashboard.app import run_in_thread
+    from dashboard.history import PairHistory
+    from dashboard.settings import DashboardSettings
+
+    market_s = market_seconds(quick)
+    per_push = columns_per_push()
+    t0 = 1_723_161_600_000_000
+    hist = PairHistory("synthetic", "BTC/USDT", 5.0, 62, 1_000_000, 3600, sample_us=1_000_000)
+    market = _Market(hist, t0)
+    for i in range(120):  # two minutes of history before the page opens
+        market.step(i)
+    handle = run_in_thread(GrowingSource(hist), DashboardSettings(port=0))
+    driver, profile = _driver()
+    warm_s = market_s // 3 if market_s < 2 * WARM_S else WARM_S
+    heap: list[tuple[int, float]] = []  # (market seconds pushed, MB)
+
+    def read_heap(at_s: int) -> None:
+        _wait(driver, "return heliosPush.pending.length === 0", 120)
+        time.sleep(0.3)  # the last update's animation frame
+        heap.append((at_s, _heap_mb(driver)))
+        if probe is not None:
+            probe(at_s, driver)
+
+    try:
+        driver.execute_cdp_cmd("Performance.enable", {})
+        driver.get(handle.url)
+        _wait(driver, "var g = document.getElementById('graph').querySelector('.js-plotly-plot');"
+                      "return g && g.data && g.data.length && window.heliosLW && heliosLW.data && heliosPush.meta")
+        driver.execute_script("heliosPush.logColumns = false; heliosPush.bytes = [];"
+                              "window.heliosTimings.update = []; window.heliosTimings.append = [];")
+        started = time.monotonic()
+        paused = 0.0  # time spent in heap readings and probes, not pushing
+        second = 120
+        pushes = 0
+        single: dict[str, Any] = {}
+        while second < 120 + market_s:
+            # one column per push (as live) first; then several, to bring an hour within the time budget
+            k = 1 if pushes < SINGLE_PUSHES else per_push
+            for _ in range(k):
+                market.step(second)
+                second += 1
+            pushes += 1
+            conn = next(iter(handle.hub._conns), None)
+            end = time.monotonic() + 30
+            # the columns are complete (sample_us) as soon as added: wait until the server has sent them (all but
+            # a display column still filling, after a redraw merged several columns into one) ...
+            while conn is None or conn.meta is None or conn.meta.get("seq", -1) < hist.seq - (
+                    conn.meta.get("disp_us", hist.column_us) // hist.column_us):
+                if time.monotonic() > end:
+                    raise RuntimeError(f"push {pushes}: the server did not send column {hist.seq - 1}")
+                time.sleep(0.002)
+                conn = next(iter(handle.hub._conns), None)
+            # ... and keep the page at most two updates behind (it applies them in order)
+            _wait(driver, "return heliosPush.pending.length <= 2")
+            if pushes == SINGLE_PUSHES:
+                _wait(driver, "return heliosPush.pending.length === 0")
+                time.sleep(0.1)
+                single = driver.execute_script("return {bytes: heliosPush.bytes, update: window.heliosTimings.update}")
+            pushed = second - 120
+            # at the warm-up, then every 20 minutes of market (the trend, not just two ends), then at the end
+            due = warm_s if not heap else (heap[-1][0] // HEAP_EVERY_S + 1) * HEAP_EVERY_S
+            if pushed >= due and pushed < market_s:
+                t = time.monotonic()
+                read_heap(pushed)
+                paused += time.monotonic() - t
+        elapsed = time.monotonic() - started - paused
+        read_heap(second - 120)
+        got = driver.execute_script("return {redraws: heliosPush.redraws, applied: heliosPush.applied}")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        handle.stop()
+    upd = single["update"]
+    mb = [v for _, v in heap]
+    return {
+        "page_market_s": market_s,
+        "page_columns_per_push": per_push,
+        "page_pushes": got["applied"],
+        "page_market_s_per_wall_s": round(market_s / elapsed, 1),
+        "page_push_bytes_median": int(statistics.median(single["bytes"])),
+        "page_update_plotly_ms_median": round(statistics.median(u["plotly"] for u in upd), 2),
+        "page_update_lw_ms_median": round(statistics.median(u["lw"] for u in upd), 2),
+        "page_update_ms_median": round(statistics.median(u["total"] for u in upd), 2),
+        "page_heap_at_market_min": " ".join(f"{s // 60}" for s, _ in heap),
+        "page_heap_mb": " ".join(f"{v:.2f}" for v in mb),
+        "page_heap_mb_start": round(mb[0], 2),
+        "page_heap_mb_end": round(mb[-1], 2),
+        "page_heap_ratio": round(mb[-1] / mb[0], 3),
+        "page_redraws": got["redraws"],
+    }
