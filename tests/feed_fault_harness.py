@@ -26,6 +26,7 @@ from helios_orderflow.live.feed import Feed
 from helios_orderflow.live.health import PairHealth
 from helios_orderflow.recording.reader import read_events
 from tests.exchange_fixtures import freeze_after_a_push
+from tests.waits import wait_for
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 AFTER_S = 2.0
@@ -101,17 +102,6 @@ def applicable(venue: str) -> list[str]:
     starts from a websocket snapshot, ``checksum`` where the venue sends none)."""
     skip = set(dialect_class(venue).unsupported_faults)
     return [f for f in FAULTS if f not in skip and (f != "checksum" or venue == "okx")]
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, every: Callable[[], None] | None = None) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if every is not None:
-            every()
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @dataclass

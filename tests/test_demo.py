@@ -15,6 +15,7 @@ import pytest
 
 from helios_orderflow.devtools.demo import child_env
 from tests._signals import interruptible
+from tests.waits import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,5 +89,6 @@ def test_demo_runs_freqtrade_against_the_local_exchange_and_ctrl_c_stops_everyth
     assert "demo: freqtrade stopped (cleanly)" in printed and "demo: local exchange stopped" in printed
     assert "helios: live order-flow feed stopped" in ft_log.read_text(errors="replace")
     assert (cwd / "user_data" / "orderflow" / "live" / "trades").is_dir()  # the session was recorded
-    time.sleep(1)
-    assert not processes_in(cwd), "Ctrl-C left processes behind"
+    # the demo has exited; its children are gone once the kernel reaped them
+    wait_for(lambda: not processes_in(cwd), 30, "the demo's processes to exit",
+             detail=lambda: f"Ctrl-C left processes behind: {processes_in(cwd)}")

@@ -14,6 +14,7 @@ import pytest
 
 from helios_orderflow.emulator import SyntheticSource, start_in_thread
 from tests.exchange_fixtures import ccxt_client, converge, follow_books, synthetic_server
+from tests.waits import wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,9 @@ def test_ccxt_reads_markets_books_candles_tickers_and_trades_over_rest():
             assert (btc["id"], btc["spot"], btc["active"]) == ("BTCUSDT", True, True)
             assert (btc["precision"]["price"], btc["precision"]["amount"]) == (0.01, 1e-05)
             assert btc["limits"]["cost"]["min"] == 5.0
-            await asyncio.sleep(3.0)  # let trades happen
+            # let trades happen: the 20 aggregate trades of SOL/USDT read below
+            await wait_for_async(lambda: handle.call(lambda: len(handle.server.state("SOL/USDT").agg_trades)) >= 20,
+                                 60, "20 aggregate trades of SOL/USDT")
             handle.freeze()
             ob = await ex.fetch_order_book("BTC/USDT", 5000)
             last_id, bids, asks = handle.book("BTC/USDT", 5000)
@@ -138,7 +141,8 @@ def test_server_thread_starts_on_a_free_port_reports_its_book_and_stops_cleanly(
     handle = start_in_thread(SyntheticSource(["BTC/USDT"], seed=1, history_minutes=10))
     url = handle.url
     assert url.startswith("http://127.0.0.1:")
-    time.sleep(0.5)
+    first_id = handle.book("BTC/USDT", 20)[0]
+    wait_for(lambda: handle.book("BTC/USDT", 20)[0] > first_id, 30, "the market to step")  # a book that moved
     handle.freeze()
     with urllib.request.urlopen(f"{url}/helios/state?symbol=BTC/USDT&limit=20") as resp:
         state = json.load(resp)

@@ -24,19 +24,11 @@ from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.features.compute import candles_to_frame, compute_features
 from helios_orderflow.live.feed import Feed
 from helios_orderflow.recording.reader import read_events
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
-
-
-def wait_for(cond: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def assert_trade_jumps_declared(events: list[Any], symbol: str) -> None:
@@ -65,7 +57,12 @@ def test_every_recorded_book_state_and_trade_equals_what_the_exchange_published(
     feed.start()
     try:
         wait_for(lambda: all(feed.state.is_healthy(s) for s in SYMBOLS), 30, "all pairs healthy")
-        time.sleep(6)
+
+        def enough(s: str) -> bool:  # what is checked below: 40 book diffs, 10 trades, 3 closed 2 s candles
+            snap = feed.state.get(s)
+            return snap.health.book_updates > 40 and snap.health.trades >= 10 and len(snap.history) >= 3
+
+        wait_for(lambda: all(enough(s) for s in SYMBOLS), 60, "40 book updates, 10 trades and 3 candles a pair")
         exchange.freeze()  # no more changes: the feed's last observation is the server's final book
         try:
             final = {s: exchange.book(s, 100) for s in SYMBOLS}
@@ -177,7 +174,11 @@ def test_an_unknown_pair_and_a_failing_engine_do_not_stall_the_other_pairs(excha
         feed.start()
         wait_for(lambda: all(feed.state.is_healthy(s) for s in ("BTC/USDT", "ETH/USDT")), 30, "good pairs healthy")
         wait_for(lambda: feed.state.get("SOL/USDT").health.last_error is not None, 30, "SOL/USDT engine failure")
-        time.sleep(1.5)
+        # the other pairs' engines go on after the failure (~1.5 s of BTC/USDT's events)
+        since = feed.state.get("BTC/USDT").engine.events
+        wait_for(lambda: feed.state.get("BTC/USDT").engine.events > max(50, since + 30)
+                 and "is not a market" in " ".join(feed.state.problems("NOPE/USDT")), 30,
+                 "30 more BTC/USDT engine events after SOL/USDT's engine failed, and NOPE/USDT refused")
         state = feed.state
         assert not state.is_healthy("NOPE/USDT")
         assert state.problems("NOPE/USDT") == (
