@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ccxt.pro as ccxtpro
 
 from helios_orderflow.emulator import ServerHandle, SyntheticSource, parse_faults, start_in_thread
+from tests.waits import wait_for, wait_for_async
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 STALL_S = 3.0  # no book update for this long while the market moves = a dead connection
+T = TypeVar("T")
+#: how long the venue tests' clients follow the books, and the comparisons that minute must give per pair: one
+#: book message per 100 ms step with a change (~600), less a quarter for steps without one and a loaded machine
+FOLLOW_S = 60.0
+MIN_CHECKS = 450
 
 
 @contextlib.contextmanager
@@ -77,12 +84,14 @@ class FollowStats:
     errors: Counter = field(default_factory=Counter)
 
 
-async def follow_books(ex: Any, handle: ServerHandle, symbols: list[str], seconds: float,
-                       depth: int = 100) -> dict[str, FollowStats]:
-    """Watch ``symbols`` for ``seconds``; after every update compare ccxt's top ``depth`` levels with the
-    server's book at the same update id (exact float equality). Errors are counted and the watch retried,
-    as a feed's loop must (ccxt resubscribes and re-snapshots on the next call)."""
-    stats = {s: FollowStats() for s in symbols}
+BookCheck = Callable[[str, Any, Any], None]
+
+
+async def watch_books(ex: Any, symbols: list[str], seconds: float, stats: dict[str, Any], on_book: BookCheck,
+                      ) -> dict[str, Any]:
+    """Watch ``symbols`` for ``seconds``, calling ``on_book(symbol, book, stats[symbol])`` on every book ccxt
+    returns (each stats object counts ``updates`` and ``errors``). Errors are counted and the watch retried, as a
+    feed's loop must (ccxt resubscribes and re-snapshots on the next call)."""
     end = time.monotonic() + seconds
 
     async def one(sym: str) -> None:
@@ -110,21 +119,56 @@ async def follow_books(ex: Any, handle: ServerHandle, symbols: list[str], second
                 await asyncio.sleep(0.05)
                 continue
             st.updates += 1
-            bids, asks = ob["bids"][:depth], ob["asks"][:depth]
-            if bids and asks and bids[0][0] >= asks[0][0]:
-                st.crossed_seen += 1
-            server = handle.book_at(sym, ob["nonce"])
-            if server is None:
-                continue
-            st.checks += 1
-            if (bids, asks) != (server[0][:depth], server[1][:depth]):
-                st.mismatches += 1
-                if not st.first_mismatch:
-                    st.first_mismatch = (f"nonce {ob['nonce']}: client {bids[:2]} {asks[:2]} "
-                                         f"server {server[0][:2]} {server[1][:2]}")
+            on_book(sym, ob, st)
 
     await asyncio.gather(*(one(s) for s in symbols))
     return stats
+
+
+def count_crossed(st: FollowStats, bids: list, asks: list) -> None:
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        st.crossed_seen += 1
+
+
+def compare_top(st: FollowStats, bids: list, asks: list, server: tuple[list, list], depth: int, where: str) -> None:
+    """One check of a client's top ``depth`` levels against the server's book of the same update."""
+    st.checks += 1
+    if (bids, asks) != (server[0][:depth], server[1][:depth]):
+        st.mismatches += 1
+        if not st.first_mismatch:
+            st.first_mismatch = f"{where}: client {bids[:2]} {asks[:2]} server {server[0][:2]} {server[1][:2]}"
+
+
+async def follow_books(ex: Any, handle: ServerHandle, symbols: list[str], seconds: float,
+                       depth: int = 100) -> dict[str, FollowStats]:
+    """Watch ``symbols`` for ``seconds``; after every update compare ccxt's top ``depth`` levels with the
+    server's book at the same update id (exact float equality). Errors are counted and the watch retried."""
+
+    def check(sym: str, ob: Any, st: FollowStats) -> None:
+        bids, asks = ob["bids"][:depth], ob["asks"][:depth]
+        count_crossed(st, bids, asks)
+        server = handle.book_at(sym, ob["nonce"])
+        if server is not None:
+            compare_top(st, bids, asks, server, depth, f"nonce {ob['nonce']}")
+
+    return await watch_books(ex, symbols, seconds, {s: FollowStats() for s in symbols}, check)
+
+
+def errors_of(stats: dict[str, Any]) -> Counter:
+    """The errors of every symbol's follow loop, added up by kind."""
+    out: Counter = Counter()
+    for s in stats.values():
+        out.update(s.errors)
+    return out
+
+
+def assert_exact_and_converged(stats: dict[str, Any], converged: dict[str, bool], symbols: list[str]) -> None:
+    """No book a follow loop checked differed from the server's, each symbol was checked more than 5 times,
+    and every symbol's book converged."""
+    for sym, s in stats.items():
+        assert s.mismatches == 0, (sym, s.first_mismatch)
+        assert s.checks > 5, sym
+    assert converged == dict.fromkeys(symbols, True)
 
 
 async def converge(ex: Any, handle: ServerHandle, symbols: list[str], timeout: float = 20.0,
@@ -153,12 +197,14 @@ async def converge(ex: Any, handle: ServerHandle, symbols: list[str], timeout: f
     return result
 
 
-async def collect_trades(ex: Any, symbols: list[str], stop: asyncio.Event) -> dict[str, list[int]]:
-    """Every trade id ``watch_trades`` returns per symbol until ``stop`` is set.
+async def collect_trades(ex: Any, symbols: list[str], stop: asyncio.Event, trade_id: Callable[[str], int] = int,
+                         got: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """Every trade id ``watch_trades`` returns per symbol until ``stop`` is set (into ``got`` as they come;
+    ``trade_id`` turns ccxt's id into the market's number).
 
     ccxt returns a trade that arrived while nobody awaited ``watch_trades`` only with the next trade
     message, so a caller that wants every trade up to some point lets the market run past it."""
-    got: dict[str, list[int]] = {s: [] for s in symbols}
+    got = {s: [] for s in symbols} if got is None else got
 
     async def one(sym: str) -> None:
         while not stop.is_set():
@@ -166,10 +212,57 @@ async def collect_trades(ex: Any, symbols: list[str], stop: asyncio.Event) -> di
                 trades = await asyncio.wait_for(ex.watch_trades(sym), timeout=0.5)
             except TimeoutError:
                 continue
-            got[sym].extend(int(t["id"]) for t in trades)
+            got[sym].extend(trade_id(t["id"]) for t in trades)
 
     await asyncio.gather(*(one(s) for s in symbols))
     return got
+
+
+async def with_every_trade(handle: ServerHandle, clients: list[tuple[Any, list[str]]],
+                           books: Callable[[], Awaitable[T]], trade_id: Callable[[str], int] = int,
+                           timeout_s: float = 60.0) -> tuple[T, dict[str, list[int]], dict[str, list[int]]]:
+    """Collect the trades of each ``(client, symbols)`` while ``books()`` runs (it follows the books and converges
+    them: it leaves the market frozen); returns its result, the trade ids received and the ids the server sent
+    up to the freeze, once every one of those was delivered (or ``timeout_s`` passed: the caller's assertions
+    then say which are missing)."""
+    got: dict[str, list[int]] = {s: [] for _, symbols in clients for s in symbols}
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(collect_trades(ex, symbols, stop, trade_id, got)) for ex, symbols in clients]
+    try:
+        # trades first: every trade after the first received must arrive
+        await wait_for_async(lambda: all(got.values()), timeout_s, "a first trade of every symbol")
+        result = await books()
+        sent = {s: handle.trade_ids(s) for s in got}
+        handle.resume()  # trades that arrived while nobody awaited come with the next ones
+        with contextlib.suppress(AssertionError):
+            await wait_for_async(lambda: all(got[s] and max(got[s]) >= sent[s][-1] for s in got), timeout_s,
+                                 "the last trade sent before the freeze")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    return result, got, sent
+
+
+def assert_every_trade_once(got: dict[str, list[int]], sent: dict[str, list[int]], at_least: float,
+                            in_order: bool = False) -> dict[str, int]:
+    """Per symbol: no trade delivered twice, and every trade the server sent from the first one received on was
+    received, in id order (``in_order``: in the order received, else sorted), at least ``at_least`` of them.
+    Returns how many were expected per symbol."""
+    counts = {}
+    for sym, ids in got.items():
+        received = ids if in_order else sorted(set(ids))
+        assert len(set(ids)) == len(ids), sym  # no trade delivered twice
+        expected = [t for t in sent[sym] if t >= received[0]]
+        assert received[: len(expected)] == expected, (sym, len(received), len(expected))
+        assert len(expected) >= at_least, (sym, len(expected))
+        counts[sym] = len(expected)
+    return counts
+
+
+async def trades_published(handle: ServerHandle, counts: dict[str, int], timeout_s: float = 60.0) -> None:
+    """Until the server has published at least ``counts[symbol]`` trades of each symbol."""
+    await wait_for_async(lambda: all(len(handle.trade_ids(s)) >= n for s, n in counts.items()), timeout_s,
+                         f"trades published: {counts}")
 
 
 @dataclass
@@ -292,3 +385,90 @@ def book_samples(events: list[tuple[int, Any]], grid: list[int]) -> list[tuple[f
         bid, ask = sync.book.bids.best(), sync.book.asks.best()
         out.append((*bid, *ask) if sync.in_sync and bid and ask else None)
     return out
+
+
+# ---- helios exchange in its own process ------------------------------------------------------------------------
+def synthetic_recording(root: Any, symbol: str, start_us: int, span_us: int, seed: int = 4) -> Any:
+    """A Helios recording at ``root`` of ``symbol``'s synthetic market over ``span_us`` from ``start_us``, for
+    ``helios exchange --replay``."""
+    from helios_orderflow.emulator.synth import synth_events
+    from helios_orderflow.recording.writer import RecordingWriter
+
+    with RecordingWriter(root, flush_by_time=False) as writer:
+        for ev in synth_events([symbol], seed, start_us, span_us):
+            writer.write(ev)
+    return root
+
+
+def helios_state(url: str, symbol: str, limit: int = 5) -> dict[str, Any]:
+    """The exchange's ``/helios/state`` of ``symbol``: its venue's last update id, book and trade counter."""
+    import requests
+
+    r = requests.get(f"{url}/helios/state", params={"symbol": symbol, "limit": limit}, timeout=10)
+    r.raise_for_status()
+    return dict(r.json())
+
+
+@contextlib.contextmanager
+def exchange_process(venue: str, args: list[str], log: Any, symbols: str | list[str]) -> Iterator[Any]:
+    """``helios exchange --venue VENUE ARGS`` in a subprocess, yielded once the market of each of ``symbols`` has
+    moved (its update id went on and it traded since the process listened); stopped on leaving, which must exit
+    0."""
+    from helios_orderflow.emulator.process import start_subprocess
+
+    watched = [symbols] if isinstance(symbols, str) else symbols
+    proc = start_subprocess(["--venue", venue, *args], log)
+    try:
+        first = {s: helios_state(proc.url, s) for s in watched}
+
+        def moved(s: str) -> bool:
+            now = helios_state(proc.url, s)
+            return bool(now["lastUpdateId"] > first[s]["lastUpdateId"]
+                        and now["next_trade_id"] > first[s]["next_trade_id"])
+
+        wait_for(lambda: all(moved(s) for s in watched), 60, f"{venue} {watched}: a step and a trade of the market",
+                 alive=lambda: None if proc.proc.poll() is None else f"helios exchange exited ({proc.proc.returncode})",
+                 poll_s=0.1, detail=lambda: proc.log_path.read_text()[-3000:])
+        yield proc
+    finally:
+        assert proc.stop() == 0
+
+
+def printed_ccxt_config(proc: Any, venue: str, market: str = "spot") -> dict[str, Any]:
+    """The ``exchange.ccxt_config`` the exchange process printed for ``market``, from its line naming the venue's
+    ``exchange.name``."""
+    line = next(x for x in proc.log_path.read_text().splitlines() if f"Freqtrade / ccxt ({market}): " in x)
+    assert f"exchange.name {venue}" in line, line
+    return dict(json.loads(line.split(f"({market}): ", 1)[1]))
+
+
+def assert_serves(proc: Any, venue: str, symbol: str, first_id: int, markets: tuple[str, ...] = ("spot",)) -> None:
+    """The exchange process serves ``symbol`` as ``venue``: ``/helios/state`` names the venue and an update id at
+    or after ``first_id`` (the venue's own id a client read first, > 0), and it printed the dialect's ccxt config
+    for each of ``markets``."""
+    from helios_orderflow.emulator.dialects import dialect_class
+
+    state = helios_state(proc.url, symbol)
+    assert state["venue"] == venue and state["lastUpdateId"] >= first_id > 0, (state["lastUpdateId"], first_id)
+    for market in markets:
+        assert printed_ccxt_config(proc, venue, market) == dialect_class(venue).ccxt_config(proc.url, market)
+
+
+# ---- the live feed on a gap fault ------------------------------------------------------------------------------
+def feed_declares_gaps(venue: str, symbols: list[str], tmp_path: Any, settings: Any = None, fired: int = 5) -> None:
+    """``Feed(venue, symbols)`` on a market whose book messages skip an id now and then (``gap=1/10`` from the
+    second second): once the exchange fired ``fired`` gaps, every pair has declared one."""
+    from helios_orderflow.live.feed import Feed
+
+    with synthetic_server(symbols, seed=3, faults="gap=1/10,after=2", venue=venue) as handle:
+        feed = Feed(venue, symbols, settings, ccxt_config=handle.ccxt_config(), record_to=tmp_path / "rec")
+        try:
+            feed.start()
+            wait_for(lambda: handle.fault_counts().get("gap", 0) >= fired, 60, f"{fired} gaps fired")
+            wait_for(lambda: all(feed.state.get(s).health.gaps >= 1 for s in symbols), 30,
+                     "every pair to declare a gap")
+            gaps = [feed.state.get(s).health.gaps for s in symbols]
+        finally:
+            feed.stop()
+        assert handle.fault_counts()["gap"] >= fired
+    assert all(g >= 1 for g in gaps), gaps

@@ -31,11 +31,12 @@ from helios_orderflow.recording.writer import RecordingWriter
 from tests._signals import interruptible
 from tests.exchange_fixtures import (
     SYMBOLS,
+    assert_every_trade_once,
     ccxt_client,
-    collect_trades,
     converge,
     follow_books,
     synthetic_server,
+    with_every_trade,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,18 +64,14 @@ def mixed_recording(tmp_path_factory, btcusdt_files) -> Path:
 
 async def follow_all(handle, symbols: list[str], seconds: float):
     ex = ccxt_client(handle)
+
+    async def books():
+        stats = await follow_books(ex, handle, symbols, seconds - 0.5)
+        return stats, await converge(ex, handle, symbols)  # freezes the market
+
     try:
         await ex.load_markets()
-        stop = asyncio.Event()
-        trades_task = asyncio.ensure_future(collect_trades(ex, symbols, stop))
-        await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
-        stats = await follow_books(ex, handle, symbols, seconds - 0.5)
-        converged = await converge(ex, handle, symbols)  # freezes the market
-        sent = {s: handle.trade_ids(s) for s in symbols}
-        handle.resume()  # trades that arrived while nobody awaited come with the next ones
-        await asyncio.sleep(2.0)
-        stop.set()
-        got = await trades_task
+        (stats, converged), got, sent = await with_every_trade(handle, [(ex, symbols)], books)
     finally:
         await ex.close()
     return stats, converged, got, sent
@@ -86,11 +83,7 @@ def check_follow(symbols, stats, converged, got, sent) -> None:
         assert s.mismatches == 0, (sym, s.first_mismatch)
         assert s.checks >= 200, (sym, s.checks)  # compared at >= 200 update ids over the minute
         assert not s.errors, (sym, s.errors)
-        received = sorted(set(got[sym]))
-        assert len(received) == len(got[sym])  # no trade delivered twice
-        expected = [t for t in sent[sym] if t >= received[0]]
-        assert received[: len(expected)] == expected, (sym, len(received), len(expected))
-        assert len(expected) >= 300, (sym, len(expected))
+    assert_every_trade_once(got, sent, 300)
     assert converged == {s: True for s in symbols}
 
 

@@ -27,7 +27,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +41,36 @@ from helios_orderflow.core.events import BookDelta, BookSnapshot, FeedGap, Trade
 from helios_orderflow.core.settings import FeedSettings, HeliosSettings
 from helios_orderflow.emulator import ServerHandle
 from helios_orderflow.emulator.dialects.bybit import Bybit, trade_number
-from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live.bybit_book_check import check
 from helios_orderflow.live.ccxt_edge import guard_frames
 from helios_orderflow.live.feed import Feed
 from helios_orderflow.live.venue_checks import frame_checks
 from helios_orderflow.recording.reader import read_events
-from tests.exchange_fixtures import ccxt_client, freeze_after_a_push, synthetic_server
+from tests.exchange_fixtures import (
+    FollowStats,
+    assert_every_trade_once,
+    assert_exact_and_converged,
+    ccxt_client,
+    compare_top,
+    count_crossed,
+    errors_of,
+    exchange_process,
+    freeze_after_a_push,
+    printed_ccxt_config,
+    synthetic_recording,
+    synthetic_server,
+    trades_published,
+    watch_books,
+    with_every_trade,
+)
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
 SPOT = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 LINEAR = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
 DEPTH = 50  # ccxt's default Bybit book depth, and what is compared per update
-STALL_S = 3.0
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
@@ -100,64 +114,31 @@ def server_book_at_ts(handle: ServerHandle, symbol: str, ts_ms: int) -> tuple[li
 
 
 @dataclass
-class Follow:
-    updates: int = 0
-    checks: int = 0  # books compared with the server's book of the same step
-    mismatches: int = 0
-    first_mismatch: str = ""
+class Follow(FollowStats):
+    """What a client loop saw for one symbol; ``checks``: books compared with the server's book of the same
+    step."""
+
     flagged: int = 0  # books whose frame the check failed (u jumped): not compared
-    crossed_seen: int = 0
-    errors: Counter = field(default_factory=Counter)
 
 
 async def follow_bybit_books(ex: Any, handle: ServerHandle, symbols: list[str], seconds: float,
                              depth: int = DEPTH) -> dict[str, Follow]:
     """Watch ``symbols`` for ``seconds``; compare every observed book's top ``depth`` with the server's book of
     the same step (found by the book's ``timestamp``, see the module docstring). Errors are counted and the
-    watch retried, as a feed's loop does."""
-    stats = {s: Follow() for s in symbols}
-    end = time.monotonic() + seconds
+    watch retried, as a feed's loop does (``watch_books``; an unguarded ccxt's read loop dies on a malformed
+    frame: a stall)."""
 
-    async def one(sym: str) -> None:
-        st = stats[sym]
-        while time.monotonic() < end:
-            left = end - time.monotonic()
-            try:
-                ob = await asyncio.wait_for(ex.watch_order_book(sym), timeout=max(0.1, min(STALL_S, left)))
-            except TimeoutError:
-                if left > STALL_S:
-                    st.errors["Stall"] += 1  # an unguarded ccxt's read loop dies on a malformed frame
-                    await ex.close_ws_clients()
-                continue
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                st.errors["Cancelled"] += 1
-                continue
-            except Exception as exc:  # a feed loop retries every error; the test counts them
-                st.errors[type(exc).__name__] += 1
-                await asyncio.sleep(0.05)
-                continue
-            st.updates += 1
-            bids, asks = ob["bids"][:depth], ob["asks"][:depth]
-            if bids and asks and bids[0][0] >= asks[0][0]:
-                st.crossed_seen += 1
-            if not alive(ex, sym):
-                st.flagged += 1
-                continue
-            server = server_book_at_ts(handle, sym, ob["timestamp"])
-            if server is None:
-                continue
-            st.checks += 1
-            if (bids, asks) != (server[0][:depth], server[1][:depth]):
-                st.mismatches += 1
-                if not st.first_mismatch:
-                    st.first_mismatch = (f"ts {ob['timestamp']}: client {bids[:2]} {asks[:2]} "
-                                         f"server {server[0][:2]} {server[1][:2]}")
+    def check(sym: str, ob: Any, st: Follow) -> None:
+        bids, asks = ob["bids"][:depth], ob["asks"][:depth]
+        count_crossed(st, bids, asks)
+        if not alive(ex, sym):
+            st.flagged += 1
+            return
+        server = server_book_at_ts(handle, sym, ob["timestamp"])
+        if server is not None:
+            compare_top(st, bids, asks, server, depth, f"ts {ob['timestamp']}")
 
-    await asyncio.gather(*(one(s) for s in symbols))
-    return stats
+    return await watch_books(ex, symbols, seconds, {s: Follow() for s in symbols}, check)
 
 
 def topic_state(handle: ServerHandle, symbol: str, depth: int) -> tuple[int, list, list]:
@@ -199,38 +180,6 @@ async def converge_bybit(ex: Any, handle: ServerHandle, symbols: list[str], dept
     return result
 
 
-async def collect_bybit_trades(ex: Any, symbols: list[str], stop: asyncio.Event) -> dict[str, list[int]]:
-    """Every trade ``watch_trades`` returns per symbol until ``stop``, as the market's trade ids (``i``)."""
-    got: dict[str, list[int]] = {s: [] for s in symbols}
-
-    async def one(sym: str) -> None:
-        while not stop.is_set():
-            try:
-                trades = await asyncio.wait_for(ex.watch_trades(sym), timeout=0.5)
-            except TimeoutError:
-                continue
-            got[sym].extend(trade_number(t["id"]) for t in trades)
-
-    await asyncio.gather(*(one(s) for s in symbols))
-    return got
-
-
-def errors_of(stats: dict[str, Follow]) -> Counter:
-    out: Counter = Counter()
-    for s in stats.values():
-        out.update(s.errors)
-    return out
-
-
-def wait_for(cond: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 # ---- REST -----------------------------------------------------------------------------------------------------
 def test_ccxt_reads_bybit_markets_books_candles_tickers_and_trades_over_rest():
     async def run(handle: ServerHandle) -> None:
@@ -248,7 +197,7 @@ def test_ccxt_reads_bybit_markets_books_candles_tickers_and_trades_over_rest():
             assert (perp["id"], perp["swap"], perp["linear"], perp["settle"]) == ("BTCUSDT", True, True, "USDT")
             assert (perp["precision"]["price"], perp["precision"]["amount"], perp["limits"]["cost"]["min"]) == (
                 0.1, 0.001, 100.0)
-            await asyncio.sleep(2.5)  # let trades happen
+            await trades_published(handle, {"BTC/USDT": 10, "BTC/USDT:USDT": 10})  # the 10 trades read below
             handle.freeze()
             for ex, sym, limit in ((spot, "BTC/USDT", 200), (linear, "BTC/USDT:USDT", 500)):
                 ob = await ex.fetch_order_book(sym, limit)
@@ -405,22 +354,18 @@ def test_ccxt_follows_three_spot_and_three_linear_books_for_a_minute_exactly():
 
     async def run(handle: ServerHandle) -> tuple[dict, dict, dict, dict]:
         clients = {m: client(handle, m) for m in markets}
+
+        async def books() -> tuple[dict, dict]:
+            followed = await asyncio.gather(*(follow_bybit_books(clients[m], handle, syms, FOLLOW_S - 0.5)
+                                              for m, syms in markets.items()))
+            return (dict(zip(markets, followed, strict=True)),
+                    {m: await converge_bybit(clients[m], handle, syms) for m, syms in markets.items()})
+
         try:
             for ex in clients.values():
                 await ex.load_markets()
-            stop = asyncio.Event()
-            trade_tasks = {m: asyncio.ensure_future(collect_bybit_trades(clients[m], syms, stop))
-                           for m, syms in markets.items()}
-            await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
-            followed = await asyncio.gather(*(follow_bybit_books(clients[m], handle, syms, FOLLOW_S - 0.5)
-                                              for m, syms in markets.items()))
-            stats = dict(zip(markets, followed, strict=True))
-            converged = {m: await converge_bybit(clients[m], handle, syms) for m, syms in markets.items()}
-            sent = {s: handle.trade_ids(s) for syms in markets.values() for s in syms}
-            handle.resume()  # trades that arrived while nobody awaited come with the next ones
-            await asyncio.sleep(2.0)
-            stop.set()
-            got = {m: await t for m, t in trade_tasks.items()}
+            (stats, converged), got, sent = await with_every_trade(
+                handle, [(clients[m], syms) for m, syms in markets.items()], books, trade_id=trade_number)
         finally:
             for ex in clients.values():
                 await ex.close()
@@ -437,13 +382,11 @@ def test_ccxt_follows_three_spot_and_three_linear_books_for_a_minute_exactly():
             assert s.mismatches == 0, (sym, s.first_mismatch)
             assert s.flagged == 0 and not s.errors, (sym, s.flagged, s.errors)
             assert s.checks >= FOLLOW_S * 10 / 2, (sym, s.checks)
-            received = got[m][sym]
-            assert len(set(received)) == len(received)  # no trade delivered twice
-            expected = [t for t in sent[sym] if t >= received[0]]
-            assert received[: len(expected)] == expected, (sym, len(received), len(expected))
-            assert len(expected) >= FOLLOW_S * 3, (sym, len(expected))
-            report[sym] = (s.checks, s.mismatches, len(expected))
         assert converged[m] == {s: True for s in symbols}
+    trades = assert_every_trade_once(got, sent, FOLLOW_S * 3, in_order=True)
+    for m, symbols in markets.items():
+        for sym in symbols:
+            report[sym] = (stats[m][sym].checks, stats[m][sym].mismatches, trades[sym])
     print(f"\nbybit follow {took:.0f} s: (checks, mismatches, trades) {report}")
 
 
@@ -493,13 +436,6 @@ async def run_fault(spec: str, seconds: float = 6.0, keep_alive_ms: int | None =
     return FaultRun(followed[0], followed[1] if raw else {}, converged, counts, subscriptions, rest_errors)
 
 
-def assert_exact_and_converged(stats: dict[str, Follow], converged: dict[str, bool]) -> None:
-    for sym, s in stats.items():
-        assert s.mismatches == 0, (sym, s.first_mismatch)
-        assert s.checks > 5, sym
-    assert converged == {s: True for s in FAULT_SYMS}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["drop", "reorder", "gap"])
 def test_broken_u_sequence_is_silent_in_ccxt_and_caught_by_the_helios_check(kind: str):
@@ -517,7 +453,7 @@ def test_broken_u_sequence_is_silent_in_ccxt_and_caught_by_the_helios_check(kind
     assert r.subscriptions >= 2 * len(FAULT_SYMS) + 2  # ... and ccxt re-subscribed (fresh snapshots)
     # The check runs before ccxt applies a frame: the broken message never reaches a book, so no book is flagged.
     assert sum(s.flagged for s in r.guarded.values()) == 0
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
     # ccxt alone: no error at all, and books that are not the server's
     assert errors_of(r.raw) == Counter()
     if kind != "gap":  # a skipped u loses no level: ccxt's book is right, only the sequence said it broke
@@ -530,7 +466,7 @@ def test_a_repeated_delta_changes_nothing_and_is_let_through():
     assert r.counts["dup"] >= 4
     assert errors_of(r.guarded) == Counter()  # the check passes a repeated u: the same absolute sizes again
     assert r.subscriptions == len(FAULT_SYMS)  # never a resubscription
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
 
 
 @pytest.mark.slow
@@ -538,7 +474,7 @@ def test_malformed_frame_fails_the_connection_and_the_book_comes_back():
     r = asyncio.run(run_fault("malformed=1/20", seconds=8.0))
     assert r.counts["malformed"] >= 2
     assert errors_of(r.guarded).get("NetworkError", 0) >= 1  # the guard turns ccxt's parse failure into it
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
 
 
 @pytest.mark.slow
@@ -546,7 +482,7 @@ def test_crossed_book_is_seen_by_ccxt_then_uncrossed():
     r = asyncio.run(run_fault("crossed=1/40", seconds=8.0))
     assert r.counts["crossed"] >= 2
     assert sum(s.crossed_seen for s in r.guarded.values()) >= 1
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
 
 
 @pytest.mark.slow
@@ -555,14 +491,14 @@ def test_server_disconnects_make_ccxt_raise_subscribe_again_and_converge():
     assert r.counts["disconnect"] >= 2
     assert errors_of(r.guarded).get("NetworkError", 0) >= 2
     assert r.subscriptions >= 3 * len(FAULT_SYMS)
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
 
 
 @pytest.mark.slow
 def test_unanswered_text_pings_time_the_ccxt_connection_out():
     r = asyncio.run(run_fault("noping=1.5", seconds=7.0, keep_alive_ms=500))
     assert errors_of(r.guarded).get("RequestTimeout", 0) >= 1, errors_of(r.guarded)
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
 
 
 @pytest.mark.slow
@@ -571,7 +507,7 @@ def test_unanswered_text_pings_time_the_ccxt_connection_out():
 def test_rest_errors_reach_ccxt_as_its_exception_and_books_still_converge(spec: str, error: str):
     r = asyncio.run(run_fault(f"{spec},drop=1/30", seconds=5.0, rest_calls=4))
     assert r.rest_errors == [error, error], r.rest_errors  # every 2nd of 4 orderbook requests
-    assert_exact_and_converged(r.guarded, r.converged)
+    assert_exact_and_converged(r.guarded, r.converged, FAULT_SYMS)
 
 
 # ---- ccxt keeps one book per symbol: orderbook.1 beside the deep book --------------------------------------
@@ -705,7 +641,11 @@ def test_feed_declares_a_gap_on_a_broken_u_resyncs_and_is_exact_once_the_fault_c
                                  for s in SPOT), 30, f"every pair to declare a gap and resync ({kind})")
             handle.call(handle.server.faults.rates.clear)  # the fault clears; the market goes on
             wait_for(lambda: all(feed.state.is_healthy(s) for s in SPOT), 15, "all pairs healthy again")
-            time.sleep(1.0)  # the message after a lost last one shows its jump; the feed resyncs
+            # five more pushes of orderbook.1000 (1 s): the message after a lost last one shows its jump and the
+            # feed resyncs, healthy again after it
+            pushed = {s: feed.state.get(s).health.book_updates for s in SPOT}
+            wait_for(lambda: all(feed.state.get(s).health.book_updates >= pushed[s] + 5 and feed.state.is_healthy(s)
+                                 for s in SPOT), 15, "five more book updates of every pair, healthy")
             freeze_after_a_push(handle)
             wait_for(lambda: feed_converged(handle, feed, boxes[0], SPOT), 15, "the feed's book = the server's")
             health = {s: feed.state.get(s).health for s in SPOT}
@@ -721,20 +661,10 @@ def test_feed_declares_a_gap_on_a_broken_u_resyncs_and_is_exact_once_the_fault_c
 
 
 # ---- helios exchange --venue bybit ----------------------------------------------------------------------------
-_CONFIG_LINE = "exchange.ccxt_config for Freqtrade / ccxt ({market}): "
-
-
 @pytest.mark.slow
 def test_helios_exchange_venue_bybit_serves_synthetic_and_replayed_markets_and_prints_its_ccxt_config(
         tmp_path: Path):
-    from helios_orderflow.emulator.synth import synth_events
-    from helios_orderflow.recording.writer import RecordingWriter
-
-    rec = tmp_path / "rec"
-    start_us = int(time.time() * 1e6) - 120_000_000
-    with RecordingWriter(rec, flush_by_time=False) as writer:
-        for ev in synth_events(["BTC/USDT"], 4, start_us, 120_000_000):
-            writer.write(ev)
+    rec = synthetic_recording(tmp_path / "rec", "BTC/USDT", int(time.time() * 1e6) - 120_000_000, 120_000_000)
 
     async def probe(config: dict[str, Any], symbol: str, base: str) -> tuple[int, int, int]:
         ex = ccxtpro.bybit(dict(config, enableRateLimit=False))
@@ -755,26 +685,21 @@ def test_helios_exchange_venue_bybit_serves_synthetic_and_replayed_markets_and_p
         finally:
             await ex.close()
 
-    runs = {"synthetic": ["--synthetic", "--symbols", "BTC/USDT", "ETH/USDT:USDT", "--seed", "2"],
-            "replay": ["--replay", str(rec), "--speed", "4"]}
-    for name, args in runs.items():
-        proc = start_subprocess(["--venue", "bybit", *args, "--history-minutes", "30"], tmp_path / f"{name}.log")
-        try:
-            time.sleep(1.5)
+    runs = {"synthetic": (["--synthetic", "--symbols", "BTC/USDT", "ETH/USDT:USDT", "--seed", "2"],
+                          {"spot": "BTC/USDT", "linear": "ETH/USDT:USDT"}),
+            "replay": (["--replay", str(rec), "--speed", "4"], {"spot": "BTC/USDT"})}
+    for name, (args, symbols) in runs.items():
+        with exchange_process("bybit", [*args, "--history-minutes", "30"], tmp_path / f"{name}.log",
+                              list(symbols.values())) as proc:
             text = proc.log_path.read_text()
             assert "as bybit (REST" in text and "exchange.name bybit" in text, text
-            spot = json.loads(text.split(_CONFIG_LINE.format(market="spot"), 1)[1].splitlines()[0])
-            assert spot == proc.ccxt_config("spot")
-            for config, symbol in [(spot, "BTC/USDT")] + (
-                    [(json.loads(text.split(_CONFIG_LINE.format(market="linear"), 1)[1].splitlines()[0]),
-                      "ETH/USDT:USDT")] if name == "synthetic" else []):
+            for market, symbol in symbols.items():
+                config = printed_ccxt_config(proc, "bybit", market)
+                assert config == proc.ccxt_config(market)
                 u_before, u_state, next_trade = asyncio.run(probe(config, symbol, proc.url))
                 # /helios/state names Bybit's u of orderbook.50 (counted from 1), not the market's own ids
                 assert 1 <= u_before <= u_state < 1_000_000, (name, symbol, u_before, u_state)
                 assert next_trade > 1
-        finally:
-            assert proc.stop() == 0
-
 
 
 @pytest.mark.slow

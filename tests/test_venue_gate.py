@@ -31,30 +31,32 @@ import pytest
 
 from helios_orderflow.emulator.dialects import dialect_class
 from helios_orderflow.emulator.instruments import instrument
-from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live import gate_book_check
-from helios_orderflow.live.feed import Feed
 from tests.exchange_fixtures import (
+    FOLLOW_S,
+    MIN_CHECKS,
+    assert_every_trade_once,
+    assert_serves,
     ccxt_client,
-    collect_trades,
     converge,
+    errors_of,
+    exchange_process,
+    feed_declares_gaps,
     feed_rebuilds_the_servers_books,
     follow_books,
+    synthetic_recording,
     synthetic_server,
+    trades_published,
+    with_every_trade,
 )
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
 
 pytestmark = pytest.mark.integration
 
 VENUE = "gate"
-ROOT = Path(__file__).resolve().parent.parent
 #: HC/USDT: a base the instrument table does not know, listed at ~2.52 with a 0.001 tick (~4 bp a tick): a thin
 #: small-cap book like Gate's (INK/USDT, the capture's small cap, gets ~33.3 with the same tick, 0.3 bp).
 PAIRS = ["BTC/USDT", "ETH/USDT", "HC/USDT"]
-FOLLOW_S = 60.0
-#: the comparisons a minute must give per pair: one book message per 100 ms step with a change (~600), less a
-#: quarter for steps without a change and a loaded machine
-MIN_CHECKS = 450
 
 
 def ws_url(handle: Any, query: str = "") -> str:
@@ -103,14 +105,6 @@ def repeats(ids: list[tuple[int, int]]) -> int:
     return sum(1 for a, b in itertools.pairwise(ids) if a == b)
 
 
-def errors_of(stats: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in stats.values():
-        for k, v in s.errors.items():
-            out[k] = out.get(k, 0) + v
-    return out
-
-
 # ---- REST --------------------------------------------------------------------------------------------------
 def test_ccxt_reads_gate_spot_markets_books_candles_tickers_and_trades_over_rest():
     async def run(handle: Any) -> None:
@@ -126,7 +120,7 @@ def test_ccxt_reads_gate_spot_markets_books_candles_tickers_and_trades_over_rest
             assert (hc["precision"]["price"], hc["precision"]["amount"]) == (0.001, 0.01)
             assert hc["precision"]["price"] / instrument("HC/USDT").start_price > 1e-4  # a tick above 1 bp
             assert markets["INK/USDT"]["precision"]["price"] == 0.001  # an unknown base: the generic filters
-            await asyncio.sleep(3.0)  # let trades happen
+            await trades_published(handle, {"BTC/USDT": 20})  # the 20 trades read below
             handle.freeze()
             ob = await ex.fetch_order_book("HC/USDT", 1000)
             last_id, bids, asks = handle.book("HC/USDT", 1000)
@@ -224,20 +218,16 @@ def test_ccxt_follows_three_pairs_for_a_minute_on_both_obu_depths_with_every_tra
     async def run(handle: Any) -> tuple[dict, dict, dict, dict, dict]:
         deep, default = ccxt_client(handle), ccxt_client(handle)
         default.options["watchOrderBook"].pop("interval", None)
-        try:
-            await asyncio.gather(deep.load_markets(), default.load_markets())
-            stop = asyncio.Event()
-            trades_task = asyncio.ensure_future(collect_trades(deep, PAIRS, stop))
-            await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
+
+        async def books() -> tuple[dict, dict, dict]:
             stats_deep, stats_default = await asyncio.gather(
                 follow_books(deep, handle, PAIRS, FOLLOW_S - 0.5, depth=100),
                 follow_books(default, handle, PAIRS, FOLLOW_S - 0.5, depth=50))
-            converged = await converge(deep, handle, PAIRS)  # freezes the market
-            sent = {s: handle.trade_ids(s) for s in PAIRS}
-            handle.resume()  # trades that arrived while nobody awaited come with the next ones
-            await asyncio.sleep(2.0)
-            stop.set()
-            got = await trades_task
+            return stats_deep, stats_default, await converge(deep, handle, PAIRS)  # freezes the market
+
+        try:
+            await asyncio.gather(deep.load_markets(), default.load_markets())
+            (stats_deep, stats_default, converged), got, sent = await with_every_trade(handle, [(deep, PAIRS)], books)
             subs = dict(handle.log.subscriptions)
         finally:
             await deep.close()
@@ -256,13 +246,7 @@ def test_ccxt_follows_three_pairs_for_a_minute_on_both_obu_depths_with_every_tra
             assert s.checks >= MIN_CHECKS, (sym, s.checks)
             assert not s.errors, (sym, s.errors)
     assert converged == dict.fromkeys(PAIRS, True)
-    for sym in PAIRS:
-        got = trades["got"][sym]
-        received = sorted(set(got))
-        assert len(received) == len(got)  # no trade delivered twice
-        expected = [t for t in trades["sent"][sym] if t >= received[0]]
-        assert received[: len(expected)] == expected, (sym, len(received), len(expected))
-        assert len(expected) >= 300, (sym, len(expected))
+    assert_every_trade_once(trades["got"], trades["sent"], 300)
     print(f"gate minute: checks top100 {[stats_deep[s].checks for s in PAIRS]}, top50 "
           f"{[stats_default[s].checks for s in PAIRS]}, trades {[len(trades['got'][s]) for s in PAIRS]}, "
           f"{took:.0f} s")
@@ -418,49 +402,21 @@ proposed_gate_book_check = gate_book_check.check
 
 @pytest.mark.slow
 def test_the_feed_declares_an_obu_id_jump_as_a_gap(tmp_path: Path):
-    with synthetic_server(PAIRS[:2], seed=3, faults="gap=1/10,after=2", venue=VENUE) as handle:
-        feed = Feed(VENUE, PAIRS[:2], ccxt_config=handle.ccxt_config(), record_to=tmp_path / "rec")
-        try:
-            feed.start()
-            time.sleep(8)
-            gaps = [feed.state.get(s).health.gaps for s in PAIRS[:2]]
-        finally:
-            feed.stop()
-        assert handle.fault_counts()["gap"] >= 5
-    assert all(g >= 1 for g in gaps), gaps
+    feed_declares_gaps(VENUE, PAIRS[:2], tmp_path)
 
 
 # ---- helios exchange --venue gate -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_helios_exchange_serves_gate_synthetic_and_replayed_and_reports_gates_ids(tmp_path: Path):
-    from helios_orderflow.emulator.synth import synth_events
-    from helios_orderflow.recording.writer import RecordingWriter
-
-    rec = tmp_path / "rec"
-    origin = int(time.time()) * 1_000_000
-    with RecordingWriter(rec, flush_by_time=False) as writer:
-        for ev in synth_events(["ETH/USDT"], 4, origin, 60_000_000):
-            writer.write(ev)
-    for args in (["--synthetic", "--symbols", "BTC/USDT", "HC/USDT"], ["--replay", str(rec)]):
-        log = tmp_path / f"exchange-{args[0].strip('-')}.log"
-        proc = start_subprocess(["--venue", VENUE, *args], log)
-        try:
-            symbol = "HC/USDT" if args[0] == "--synthetic" else "ETH/USDT"
+    rec = synthetic_recording(tmp_path / "rec", "ETH/USDT", int(time.time()) * 1_000_000, 60_000_000)
+    for args, symbol in ((["--synthetic", "--symbols", "BTC/USDT", "HC/USDT"], "HC/USDT"),
+                         (["--replay", str(rec)], "ETH/USDT")):
+        with exchange_process(VENUE, args, tmp_path / f"exchange-{args[0].strip('-')}.log", symbol) as proc:
             wire = dialect_class(VENUE).wire(instrument(symbol))
-            time.sleep(1.0)
             with urllib.request.urlopen(f"{proc.url}/api/v4/spot/order_book?currency_pair={wire}&limit=5&"
                                         "with_id=true") as resp:
                 snapshot = json.load(resp)
-            with urllib.request.urlopen(f"{proc.url}/helios/state?symbol={symbol}&limit=5") as resp:
-                state = json.load(resp)
-            assert state["venue"] == VENUE and state["lastUpdateId"] >= snapshot["id"] > 0
-            text = log.read_text()
-            line = next(x for x in text.splitlines() if "exchange.ccxt_config" in x)
-            assert "exchange.name gate" in line
-            config = json.loads(line.split("(spot): ", 1)[1])
-            assert config == dialect_class(VENUE).ccxt_config(proc.url)
-        finally:
-            assert proc.stop() == 0
+            assert_serves(proc, VENUE, symbol, snapshot["id"])
 
 
 # ---- Freqtrade ------------------------------------------------------------------------------------------------

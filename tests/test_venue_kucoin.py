@@ -30,7 +30,6 @@ import json
 import math
 import time
 import urllib.request
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,22 +42,33 @@ from helios_orderflow.core.settings import HeliosSettings
 from helios_orderflow.emulator import ServerHandle
 from helios_orderflow.emulator.dialects import dialect_class
 from helios_orderflow.emulator.instruments import instrument
-from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live import kucoin_book_check
 from helios_orderflow.live.ccxt_edge import guard_frames
-from helios_orderflow.live.feed import Feed
-from tests.exchange_fixtures import ccxt_client, collect_trades, feed_rebuilds_the_servers_books, synthetic_server
+from tests.exchange_fixtures import (
+    FOLLOW_S,
+    MIN_CHECKS,
+    FollowStats,
+    assert_every_trade_once,
+    assert_exact_and_converged,
+    assert_serves,
+    ccxt_client,
+    count_crossed,
+    errors_of,
+    exchange_process,
+    feed_declares_gaps,
+    feed_rebuilds_the_servers_books,
+    synthetic_recording,
+    synthetic_server,
+    trades_published,
+    watch_books,
+    with_every_trade,
+)
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
 
 pytestmark = pytest.mark.integration
 
 VENUE = "kucoin"
-ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
-FOLLOW_S = 60.0
-#: comparisons a minute must give per pair: one level2 message per 100 ms step with a change (~600), less a
-#: quarter for steps without a change and a loaded machine
-MIN_CHECKS = 450
 #: the deepest book ccxt's kucoin ``watch_order_book`` accepts a limit for (None, 5, 20, 50 or 100)
 FEED_DEPTH = 100
 STALL_S = 3.0
@@ -97,17 +107,12 @@ def track_snapshots(ex: Any) -> dict[str, tuple[float, float]]:
 
 
 @dataclass
-class Follow:
-    """What a client loop saw for one pair."""
+class Follow(FollowStats):
+    """What a client loop saw for one pair; ``checks``: books compared with the server's at the same sequence,
+    over the snapshot's range."""
 
-    updates: int = 0
-    checks: int = 0  # books compared with the server's at the same sequence, over the snapshot's range
-    mismatches: int = 0
     full_matches: int = 0  # ... of which the whole top 100 equals the server's
     covered_levels: int = 0  # levels per side compared, summed over the checks
-    crossed_seen: int = 0
-    first_mismatch: str = ""
-    errors: Counter = field(default_factory=Counter)
 
 
 def compare(handle: ServerHandle, sym: str, ob: Any, ranges: dict[str, tuple[float, float]], st: Follow) -> None:
@@ -116,8 +121,7 @@ def compare(handle: ServerHandle, sym: str, ob: Any, ranges: dict[str, tuple[flo
         return
     floor, ceiling = ranges[sym]
     bids, asks = levels(ob["bids"]), levels(ob["asks"])
-    if bids and asks and bids[0][0] >= asks[0][0]:
-        st.crossed_seen += 1
+    count_crossed(st, bids, asks)
     st.checks += 1
     mine = (covered(bids, floor, True), covered(asks, ceiling, False))
     theirs = (covered(server[0], floor, True), covered(server[1], ceiling, False))
@@ -132,37 +136,10 @@ def compare(handle: ServerHandle, sym: str, ob: Any, ranges: dict[str, tuple[flo
 
 async def follow_books(ex: Any, handle: ServerHandle, symbols: list[str], seconds: float,
                        ranges: dict[str, tuple[float, float]]) -> dict[str, Follow]:
-    """Watch ``symbols`` for ``seconds``, comparing ccxt's book with the server's after every update. Errors are
-    counted and the watch called again, as a feed loop does (ccxt resubscribes and re-snapshots)."""
-    stats = {s: Follow() for s in symbols}
-    end = time.monotonic() + seconds
-
-    async def one(sym: str) -> None:
-        st = stats[sym]
-        while time.monotonic() < end:
-            left = end - time.monotonic()
-            try:
-                ob = await asyncio.wait_for(ex.watch_order_book(sym), timeout=max(0.1, min(STALL_S, left)))
-            except TimeoutError:
-                if left > STALL_S:  # silence while the market moves: a dead receive loop, reconnect
-                    st.errors["Stall"] += 1
-                    await ex.close_ws_clients()
-                continue
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                st.errors["Cancelled"] += 1
-                continue
-            except Exception as exc:
-                st.errors[type(exc).__name__] += 1
-                await asyncio.sleep(0.05)
-                continue
-            st.updates += 1
-            compare(handle, sym, ob, ranges, st)
-
-    await asyncio.gather(*(one(s) for s in symbols))
-    return stats
+    """Watch ``symbols`` for ``seconds``, comparing ccxt's book with the server's after every update over the
+    snapshot's range (``watch_books``: errors are counted and the watch called again, as a feed loop does)."""
+    return await watch_books(ex, symbols, seconds, {s: Follow() for s in symbols},
+                             lambda sym, ob, st: compare(handle, sym, ob, ranges, st))
 
 
 async def converge(ex: Any, handle: ServerHandle, symbols: list[str], ranges: dict[str, tuple[float, float]],
@@ -195,13 +172,6 @@ async def converge(ex: Any, handle: ServerHandle, symbols: list[str], ranges: di
                     pending.remove(sym)
                     break
     return result
-
-
-def errors_of(stats: dict[str, Follow]) -> dict[str, int]:
-    out: Counter = Counter()
-    for s in stats.values():
-        out.update(s.errors)
-    return dict(out)
 
 
 # ---- the check Helios must make -----------------------------------------------------------------------------
@@ -300,7 +270,7 @@ def test_ccxt_reads_kucoin_markets_books_candles_tickers_and_trades_over_rest():
             assert (btc["limits"]["amount"]["min"], btc["limits"]["cost"]["min"]) == (1e-05, 5.0)
             assert (btc["taker"], btc["maker"]) == (0.001, 0.001)
             assert set(ex.currencies) == {"BTC", "ETH", "SOL", "USDT"}
-            await asyncio.sleep(3.0)  # let trades happen
+            await trades_published(handle, {"SOL/USDT": 10})  # the 10 trades read below
             handle.freeze()
             last_id, bids, asks = handle.book("BTC/USDT", 100)
             for limit in (20, 100):
@@ -408,18 +378,14 @@ def test_ccxt_follows_three_pairs_for_a_minute_with_every_trade_once():
     async def run(handle: ServerHandle) -> tuple[dict[str, Follow], dict[str, bool], dict, dict]:
         ex = ccxt_client(handle)
         ranges = track_snapshots(ex)
+
+        async def books() -> tuple[dict[str, Follow], dict[str, bool]]:
+            stats = await follow_books(ex, handle, PAIRS, FOLLOW_S - 0.5, ranges)
+            return stats, await converge(ex, handle, PAIRS, ranges)  # leaves the market frozen
+
         try:
             await ex.load_markets()
-            stop = asyncio.Event()
-            trades_task = asyncio.ensure_future(collect_trades(ex, PAIRS, stop))
-            await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
-            stats = await follow_books(ex, handle, PAIRS, FOLLOW_S - 0.5, ranges)
-            converged = await converge(ex, handle, PAIRS, ranges)
-            sent = {s: handle.trade_ids(s) for s in PAIRS}
-            handle.resume()  # trades that arrived while nobody awaited come with the next ones
-            await asyncio.sleep(2.0)
-            stop.set()
-            got = await trades_task
+            (stats, converged), got, sent = await with_every_trade(handle, [(ex, PAIRS)], books)
         finally:
             await ex.close()
         return stats, converged, got, sent
@@ -434,11 +400,7 @@ def test_ccxt_follows_three_pairs_for_a_minute_with_every_trade_once():
         assert s.checks >= MIN_CHECKS, (sym, s.checks)
         assert not s.errors, (sym, s.errors)
         assert s.covered_levels / s.checks >= 40, (sym, s.covered_levels / s.checks)  # a deep comparison
-        received = sorted(set(got[sym]))
-        assert len(received) == len(got[sym])  # no trade delivered twice
-        expected = [t for t in sent[sym] if t >= received[0]]
-        assert received[: len(expected)] == expected, (sym, len(received), len(expected))
-        assert len(expected) >= 100, (sym, len(expected))
+    assert_every_trade_once(got, sent, 100)
     assert converged == dict.fromkeys(PAIRS, True)
     assert snapshots == len(PAIRS)  # one snapshot per pair: nothing broke the sequence
     print(f"kucoin ccxt follow: {time.monotonic() - t0:.0f} s; " + "; ".join(
@@ -503,10 +465,7 @@ def run_fault(spec: str, seconds: float = 6.0, ping_interval_s: float = 20.0, re
 
 
 def assert_consistent_and_converged(run: FaultRun) -> None:
-    for sym, s in run.stats.items():
-        assert s.mismatches == 0, (sym, s.first_mismatch)
-        assert s.checks > 5, sym
-    assert run.converged == dict.fromkeys(SYMS, True)
+    assert_exact_and_converged(run.stats, run.converged, SYMS)
 
 
 @pytest.mark.slow
@@ -601,44 +560,18 @@ def test_the_feed_follows_three_kucoin_pairs_and_its_recording_rebuilds_the_serv
 
 @pytest.mark.slow
 def test_the_feed_declares_a_kucoin_chain_break_as_a_gap(tmp_path: Path):
-    with synthetic_server(SYMS, seed=3, faults="gap=1/10,after=2", venue=VENUE) as handle:
-        feed = Feed(VENUE, SYMS, feed_settings(), ccxt_config=handle.ccxt_config(), record_to=tmp_path / "rec")
-        try:
-            feed.start()
-            time.sleep(8)
-            gaps = [feed.state.get(s).health.gaps for s in SYMS]
-        finally:
-            feed.stop()
-        assert handle.fault_counts()["gap"] >= 5
-    assert all(g >= 1 for g in gaps), gaps
+    feed_declares_gaps(VENUE, SYMS, tmp_path, feed_settings())
 
 
 @pytest.mark.slow
 def test_helios_exchange_serves_kucoin_synthetic_and_replayed_and_reports_kucoins_sequence(tmp_path: Path):
-    from helios_orderflow.emulator.synth import synth_events
-    from helios_orderflow.recording.writer import RecordingWriter
-
-    rec = tmp_path / "rec"
-    origin = int(time.time()) * 1_000_000
-    with RecordingWriter(rec, flush_by_time=False) as writer:
-        for ev in synth_events(["ETH/USDT"], 4, origin, 60_000_000):
-            writer.write(ev)
-    for args in (["--synthetic", "--symbols", "BTC/USDT", "SOL/USDT"], ["--replay", str(rec)]):
-        log = tmp_path / f"exchange-{args[0].strip('-')}.log"
-        proc = start_subprocess(["--venue", VENUE, *args], log)
-        try:
-            symbol = "SOL/USDT" if args[0] == "--synthetic" else "ETH/USDT"
-            time.sleep(1.0)
+    rec = synthetic_recording(tmp_path / "rec", "ETH/USDT", int(time.time()) * 1_000_000, 60_000_000)
+    for args, symbol in ((["--synthetic", "--symbols", "BTC/USDT", "SOL/USDT"], "SOL/USDT"),
+                         (["--replay", str(rec)], "ETH/USDT")):
+        with exchange_process(VENUE, args, tmp_path / f"exchange-{args[0].strip('-')}.log", symbol) as proc:
             with urllib.request.urlopen(f"{proc.url}/api/v1/market/orderbook/level2_20?symbol={wire(symbol)}") as r:
                 snapshot = json.load(r)["data"]
-            with urllib.request.urlopen(f"{proc.url}/helios/state?symbol={symbol}&limit=5") as resp:
-                state = json.load(resp)
-            assert state["venue"] == VENUE and state["lastUpdateId"] >= int(snapshot["sequence"]) > 0
-            line = next(x for x in log.read_text().splitlines() if "exchange.ccxt_config" in x)
-            assert "exchange.name kucoin" in line
-            assert json.loads(line.split("(spot): ", 1)[1]) == dialect_class(VENUE).ccxt_config(proc.url)
-        finally:
-            assert proc.stop() == 0
+            assert_serves(proc, VENUE, symbol, int(snapshot["sequence"]))
 
 
 # ---- Freqtrade ------------------------------------------------------------------------------------------------

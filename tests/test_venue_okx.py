@@ -30,30 +30,35 @@ import pytest
 from feed_fault_harness import check_fault, run_fault
 
 from helios_orderflow.emulator import SyntheticSource
+from helios_orderflow.emulator.app import STALE_AGE_US
 from helios_orderflow.emulator.dialects import dialect_class
 from helios_orderflow.emulator.instruments import Instrument, instrument
-from helios_orderflow.emulator.process import start_subprocess
 from helios_orderflow.live.okx_book_check import check, okx_checksum
 from tests.exchange_fixtures import (
+    FOLLOW_S,
+    MIN_CHECKS,
+    assert_every_trade_once,
+    assert_exact_and_converged,
+    assert_serves,
     ccxt_client,
-    collect_trades,
     converge,
+    errors_of,
+    exchange_process,
     feed_rebuilds_the_servers_books,
     follow_books,
+    synthetic_recording,
     synthetic_server,
+    trades_published,
+    with_every_trade,
 )
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
 VENUE = "okx"
-ROOT = Path(__file__).resolve().parent.parent
 SPOT = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 SWAPS = [f"{s}:USDT" for s in SPOT]
-FOLLOW_S = 60.0
-#: comparisons a minute must give per pair: one books update per 100 ms step with a change (600), less a
-#: quarter for steps without one and a loaded machine
-MIN_CHECKS = 450
 
 
 class ContractView:
@@ -109,14 +114,6 @@ def checked(ex: Any, problems: list[str]) -> Any:
     return ex
 
 
-def errors_of(stats: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in stats.values():
-        for k, v in s.errors.items():
-            out[k] = out.get(k, 0) + v
-    return out
-
-
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.load(resp)
@@ -137,7 +134,7 @@ def test_ccxt_reads_okx_spot_and_swap_markets_books_candles_tickers_trades_and_f
             assert (s["id"], s["swap"], s["linear"], s["contractSize"], s["precision"]) == (
                 "BTC-USDT-SWAP", True, True, 0.001, {"amount": 1.0, "price": 0.1})
             assert abs(await spot.fetch_time() - time.time() * 1000) < 5_000
-            await asyncio.sleep(2.5)  # some trades
+            await trades_published(handle, {"BTC/USDT": 20})  # some trades: the 20 read below
             # then the market stands still, so that the book, ticker and trades read over several requests are
             # of one state (on a loaded machine a step fell between two requests)
             handle.freeze()
@@ -331,18 +328,14 @@ async def follow_all(handle: Any, market: str, symbols: list[str], seconds: floa
     view = ContractView(handle)
     problems: list[str] = []
     ex = checked(ccxt_client(handle, market), problems)
+
+    async def books() -> tuple[Any, Any]:
+        stats = await follow_books(ex, view, symbols, seconds - 0.5)
+        return stats, await converge(ex, view, symbols)  # freezes the market
+
     try:
         await ex.load_markets()
-        stop = asyncio.Event()
-        trades_task = asyncio.ensure_future(collect_trades(ex, symbols, stop))
-        await asyncio.sleep(0.5)  # trades first: every trade after the first received must arrive
-        stats = await follow_books(ex, view, symbols, seconds - 0.5)
-        converged = await converge(ex, view, symbols)  # freezes the market
-        sent = {s: handle.trade_ids(s) for s in symbols}
-        handle.resume()  # trades that arrived while nobody awaited come with the next ones
-        await asyncio.sleep(2.0)
-        stop.set()
-        got = await trades_task
+        (stats, converged), got, sent = await with_every_trade(handle, [(ex, symbols)], books)
     finally:
         await ex.close()
     return stats, converged, got, sent, problems
@@ -360,11 +353,7 @@ def test_ccxt_follows_three_okx_books_exactly_for_a_minute_with_every_trade_once
         assert s.mismatches == 0, (sym, s.first_mismatch)
         assert s.checks >= MIN_CHECKS, (sym, s.checks)
         assert not s.errors, (sym, s.errors)
-        received = sorted(set(got[sym]))
-        assert len(received) == len(got[sym])  # no trade delivered twice
-        expected = [t for t in sent[sym] if t >= received[0]]
-        assert received[: len(expected)] == expected, (sym, len(received), len(expected))
-        assert len(expected) >= 300, (sym, len(expected))
+    assert_every_trade_once(got, sent, 300)
     assert converged == {s: True for s in symbols}
     assert problems == []  # every books frame's CRC32 matched ccxt's book, rebuilt from OKX's strings
     print(f"okx {market}: checks {[stats[s].checks for s in symbols]}, mismatches 0, trades "
@@ -394,10 +383,7 @@ async def run_client_fault(spec: str, seconds: float = 6.0, keep_alive_ms: int |
 
 
 def assert_consistent_and_converged(stats: dict[str, Any], converged: dict[str, bool]) -> None:
-    for sym, s in stats.items():
-        assert s.mismatches == 0, (sym, s.first_mismatch)
-        assert s.checks > 5, sym
-    assert converged == {s: True for s in PAIR}
+    assert_exact_and_converged(stats, converged, PAIR)
 
 
 @pytest.mark.slow
@@ -471,7 +457,14 @@ def test_rest_faults_reach_rest_callers_as_okx_errors_and_the_websocket_book_is_
         assert errors_of(stats) == {} and all(s.checks > 5 and s.mismatches == 0 for s in stats.values())
     # stale: market/books answers from a snapshot >= 2 s old (the websocket book never comes from REST)
     with synthetic_server(PAIR, seed=3, faults="stale=1/1,after=1", venue=VENUE) as handle:
-        time.sleep(4.0)
+        server = handle.server
+
+        def stale_one_kept() -> bool:  # the fault is on, and the server holds a BTC/USDT book >= 2 s old
+            kept = server._stale.get("BTC/USDT")
+            return bool(server.elapsed_s() > server.faults.after_s and kept
+                        and server.now_us() - kept[0][0] >= STALE_AGE_US)
+
+        wait_for(lambda: handle.call(stale_one_kept), 60, "a book old enough for the stale fault")
         handle.freeze()
         got = get(f"{handle.url}/api/v5/market/books?instId=BTC-USDT&sz=20")["data"][0]
         _, bids, _ = handle.book("BTC/USDT", 20)
@@ -516,41 +509,19 @@ def test_the_feed_declares_a_wrong_okx_checksum_as_a_gap_resyncs_and_records_exa
 # ---- helios exchange --venue okx ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_helios_exchange_serves_okx_synthetic_and_replayed_and_reports_okx_seqids(tmp_path: Path):
-    from helios_orderflow.emulator.synth import synth_events
-    from helios_orderflow.recording.writer import RecordingWriter
+    async def first_seq_id(url: str, inst_id: str) -> int:
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                url.replace("http://", "ws://") + "/ws/v5/public") as ws:
+            await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": inst_id}]}))
+            await ws.receive_str(timeout=5)  # the ack
+            return int(json.loads(await ws.receive_str(timeout=5))["data"][0]["seqId"])
 
-    rec = tmp_path / "rec"
-    origin = int(time.time()) * 1_000_000
-    with RecordingWriter(rec, flush_by_time=False) as writer:
-        for ev in synth_events(["ETH/USDT"], 4, origin, 60_000_000):
-            writer.write(ev)
-    for args in (["--synthetic", "--symbols", "BTC/USDT", "BTC/USDT:USDT"], ["--replay", str(rec)]):
-        log = tmp_path / f"exchange-{args[0].strip('-')}.log"
-        proc = start_subprocess(["--venue", VENUE, *args], log)
-        try:
-            symbol = "BTC/USDT:USDT" if args[0] == "--synthetic" else "ETH/USDT"
-            wire = dialect_class(VENUE).wire(instrument(symbol))
-            time.sleep(1.0)
-
-            async def first_seq_id(url: str = proc.url, inst_id: str = wire) -> int:
-                async with aiohttp.ClientSession() as session, session.ws_connect(
-                        url.replace("http://", "ws://") + "/ws/v5/public") as ws:
-                    arg = {"channel": "books", "instId": inst_id}
-                    await ws.send_str(json.dumps({"op": "subscribe", "args": [arg]}))
-                    await ws.receive_str(timeout=5)  # the ack
-                    return int(json.loads(await ws.receive_str(timeout=5))["data"][0]["seqId"])
-
-            seq_id = asyncio.run(first_seq_id())
-            state = get(f"{proc.url}/helios/state?symbol={symbol}&limit=5")
-            assert state["venue"] == VENUE and state["lastUpdateId"] >= seq_id > 0
-            text = log.read_text()
-            for market in ("spot", "linear") if args[0] == "--synthetic" else ("spot",):
-                line = next(x for x in text.splitlines() if f"Freqtrade / ccxt ({market})" in x)
-                assert "exchange.name okx" in line
-                config = json.loads(line.split(f"({market}): ", 1)[1])
-                assert config == dialect_class(VENUE).ccxt_config(proc.url, market)
-        finally:
-            assert proc.stop() == 0
+    rec = synthetic_recording(tmp_path / "rec", "ETH/USDT", int(time.time()) * 1_000_000, 60_000_000)
+    for args, symbol, markets in ((["--synthetic", "--symbols", "BTC/USDT", "BTC/USDT:USDT"], "BTC/USDT:USDT",
+                                   ("spot", "linear")), (["--replay", str(rec)], "ETH/USDT", ("spot",))):
+        with exchange_process(VENUE, args, tmp_path / f"exchange-{args[0].strip('-')}.log", symbol) as proc:
+            seq_id = asyncio.run(first_seq_id(proc.url, dialect_class(VENUE).wire(instrument(symbol))))
+            assert_serves(proc, VENUE, symbol, seq_id, markets)
 
 
 # ---- Freqtrade ------------------------------------------------------------------------------------------------
