@@ -9,10 +9,7 @@ exchange and a declared end in the recording, and the pair that stays shows no g
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,10 @@ from typing import Any
 import pytest
 
 from helios_orderflow.core.events import BookSnapshot, FeedGap
-from helios_orderflow.devtools.demo import child_env
 from helios_orderflow.emulator import SyntheticSource, start_in_thread
 from helios_orderflow.recording.reader import read_events
-from tests._signals import interruptible
+from tests.venue_dry_run import freqtrade_dry_run, ran_without_errors, strategy_userdir
+from tests.waits import process_exited, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 STAYS, LEAVES, JOINS = "BTC/USDT", "ETH/USDT", "SOL/USDT"
@@ -33,15 +30,21 @@ START_S = 240.0
 CHANGE_S = 120.0
 
 
-def _wait(cond: Any, timeout_s: float, what: str, log: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s; log tail:\n{log.read_text(errors='replace')[-4000:]}")
+def _wait(cond: Any, timeout_s: float, what: str, log: Path, proc: subprocess.Popen[bytes],
+          poll_s: float = 0.5) -> None:
+    wait_for(cond, timeout_s, what, alive=process_exited(proc, "freqtrade"), poll_s=poll_s,
+             detail=lambda: f"log tail:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _recorded_after_join(rec: Path, join_us: int) -> tuple[set[str], int]:
+    """What the recording (flushed so far) holds: the kinds of events of the pair that joined, and how many events
+    of the pair that stays were received after ``join_us``."""
+    try:
+        kinds = {type(ev).__name__ for ev in read_events(rec, symbol=JOINS)}
+        stays = sum(ev.local_ts_us > join_us for ev in read_events(rec, symbol=STAYS))
+    except Exception:  # not recorded yet, or a file rewritten right now: read again at the next poll
+        return set(), 0
+    return kinds, stays
 
 
 def _flat(log: Path) -> str:
@@ -58,10 +61,7 @@ def _logged_at(log: Path, needle: str) -> datetime:
 
 @pytest.mark.slow
 def test_a_dry_run_feed_follows_a_changing_whitelist(tmp_path: Path) -> None:
-    userdir = tmp_path / "user_data"
-    (userdir / "strategies").mkdir(parents=True)
-    (userdir / "strategies" / "HeliosStrategy.py").write_text(
-        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
+    userdir = strategy_userdir(tmp_path)
     pairs_file = tmp_path / "pairs.json"
     pairs_file.write_text(json.dumps({"pairs": [STAYS, LEAVES]}))
     log = userdir / "freqtrade.log"
@@ -80,43 +80,35 @@ def test_a_dry_run_feed_follows_a_changing_whitelist(tmp_path: Path) -> None:
         def subscribed() -> set[str]:
             return exchange.call(lambda: {t for (_m, t), c in exchange.server.hub.subs.items() if c})
 
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(userdir / "config.json"),
-                 "--userdir", str(userdir), "--strategy", "HeliosStrategy"],
-                cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-            try:
-                _wait(lambda: f"live order-flow feed started for {STAYS}, {LEAVES}" in _flat(log), START_S,
-                      "the feed started on the first whitelist", log, proc)
-                _wait(lambda: {"btcusdt@depth@100ms", "ethusdt@depth@100ms"} <= subscribed(), 30,
-                      "both books subscribed", log, proc)
-                _wait(lambda: "Bot heartbeat" in _flat(log), 60, "the bot looping", log, proc)
-                pairs_file.write_text(json.dumps({"pairs": [STAYS, JOINS]}))
-                _wait(lambda: f"pairs joined: {JOINS}; pairs left: {LEAVES}" in _flat(log), CHANGE_S,
-                      "the feed following the new whitelist", log, proc)
-                _wait(lambda: "solusdt@depth@100ms" in subscribed() and "ethusdt@depth@100ms" not in subscribed(),
-                      30, "the new book subscribed and the old one ended", log, proc)
-                joined_at = _logged_at(log, f"pairs joined: {JOINS}")
-                time.sleep(12)  # 10 s for the new pair to come up, and some more of the staying pair's stream
-                alive = proc.poll() is None
-            finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-    text = log.read_text(errors="replace")
-    assert alive, f"freqtrade exited early; log tail:\n{text[-4000:]}"
-    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
-    assert errors == [], errors[:5]
+        with freqtrade_dry_run(userdir, "HeliosStrategy", log) as proc:
+            _wait(lambda: f"live order-flow feed started for {STAYS}, {LEAVES}" in _flat(log), START_S,
+                  "the feed started on the first whitelist", log, proc)
+            _wait(lambda: {"btcusdt@depth@100ms", "ethusdt@depth@100ms"} <= subscribed(), 30,
+                  "both books subscribed", log, proc)
+            _wait(lambda: "Bot heartbeat" in _flat(log), 60, "the bot looping", log, proc)
+            pairs_file.write_text(json.dumps({"pairs": [STAYS, JOINS]}))
+            _wait(lambda: f"pairs joined: {JOINS}; pairs left: {LEAVES}" in _flat(log), CHANGE_S,
+                  "the feed following the new whitelist", log, proc)
+            _wait(lambda: "solusdt@depth@100ms" in subscribed() and "ethusdt@depth@100ms" not in subscribed(),
+                  30, "the new book subscribed and the old one ended", log, proc)
+            joined_at = _logged_at(log, f"pairs joined: {JOINS}")
+            join_us = int(joined_at.timestamp() * 1e6)
+
+            # the new pair's book and a trade, and more than 50 events of the staying pair's stream after the
+            # change, in the recording (flushed every 5 s): what is checked below
+            def recorded() -> bool:
+                kinds, stays = _recorded_after_join(rec, join_us)
+                return {"BookSnapshot", "Trade"} <= kinds and stays > 50
+
+            _wait(recorded, 60, "the joined pair's book and trades and the staying pair's stream recorded", log,
+                  proc, poll_s=1.0)
+            alive = proc.poll() is None
+    ran_without_errors(log, alive)
 
     first: dict[tuple[str, str], int] = {}
     snapshots = {s: 0 for s in (STAYS, LEAVES, JOINS)}
     gaps: dict[str, list[str]] = {s: [] for s in (STAYS, LEAVES, JOINS)}
     stays_after = 0
-    join_us = int(joined_at.timestamp() * 1e6)
     for ev in read_events(rec):
         kind = type(ev).__name__
         first.setdefault((ev.symbol, kind), ev.local_ts_us)

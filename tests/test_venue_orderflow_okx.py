@@ -14,19 +14,15 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from freqtrade.exchange import Okx
 from freqtrade.exchange.exchange import Exchange
 
-from helios_orderflow.devtools.demo import child_env
 from helios_orderflow.emulator import SyntheticSource, start_in_thread
 from helios_orderflow.emulator.dialects import dialect_class
-from tests._signals import interruptible
+from tests.venue_dry_run import freqtrade_dry_run, ran_without_errors, strategy_userdir
 
 ROOT = Path(__file__).resolve().parent.parent
 VENUE = "okx"
@@ -46,10 +42,7 @@ def test_freqtrades_own_order_flow_refuses_okx() -> None:
 
 def test_stacked_imbalance_strategy_gets_freqtrades_order_flow_columns_live_on_okx(tmp_path: Path) -> None:
     cls = dialect_class(VENUE)
-    userdir = tmp_path / "user_data"
-    (userdir / "strategies").mkdir(parents=True)
-    (userdir / "strategies" / "HeliosStackedImbalance.py").write_text(
-        (ROOT / "user_data" / "strategies" / "HeliosStackedImbalance.py").read_text())
+    userdir = strategy_userdir(tmp_path, "HeliosStackedImbalance")
     log = userdir / "freqtrade.log"
     filled: tuple[str, ...] | None = None
     with start_in_thread(SyntheticSource(["BTC/USDT"], seed=11, history_minutes=120), venue=VENUE) as exchange:
@@ -65,32 +58,15 @@ def test_stacked_imbalance_strategy_gets_freqtrades_order_flow_columns_live_on_o
         config["db_url"] = f"sqlite:///{userdir / 'trades.sqlite'}"
         (userdir / "config.json").write_text(json.dumps(config))
         t0 = time.monotonic()
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(userdir / "config.json"),
-                 "--userdir", str(userdir), "--strategy", "HeliosStackedImbalance"],
-                cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-            try:
-                while time.monotonic() - t0 < WAIT_S and proc.poll() is None and filled is None:
-                    time.sleep(1)
-                    flat = " ".join(log.read_text(errors="replace").split())
-                    filled = next((m.groups() for m in LINE.finditer(flat) if m.group(2) != "nan"), None)
-                took = time.monotonic() - t0
-                alive = proc.poll() is None
-            finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+        with freqtrade_dry_run(userdir, "HeliosStackedImbalance", log) as proc:
+            while time.monotonic() - t0 < WAIT_S and proc.poll() is None and filled is None:
+                time.sleep(1)
+                flat = " ".join(log.read_text(errors="replace").split())
+                filled = next((m.groups() for m in LINE.finditer(flat) if m.group(2) != "nan"), None)
+            took = time.monotonic() - t0
+            alive = proc.poll() is None
         rest = dict(exchange.log.rest_by_path)
-    text = log.read_text(errors="replace")
-    flat = " ".join(text.split())  # Freqtrade's rich console wraps long lines at the terminal width
-    assert alive, f"freqtrade exited early; log tail:\n{text[-4000:]}"
-    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
-    assert errors == [], errors[:5]
+    text, flat = ran_without_errors(log, alive)
     assert "Using resolved strategy HeliosStackedImbalance" in flat, text[:3000]
     assert f"helios: live order-flow feed started for BTC/USDT on {cls.ccxt_id('spot')}" in flat, text[:6000]
     assert filled is not None, f"no candle with order flow within {WAIT_S:.0f} s; log tail:\n{text[-4000:]}"

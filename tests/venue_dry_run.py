@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,47 @@ ORIGIN_SECOND = 55
 START_PRICES = (60000.0, 3000.0)
 
 
+def strategy_userdir(tmp_path: Path, strategy: str = "HeliosStrategy") -> Path:
+    """``tmp_path/user_data`` with the project's ``strategy`` file in its ``strategies`` folder."""
+    userdir = tmp_path / "user_data"
+    (userdir / "strategies").mkdir(parents=True)
+    (userdir / "strategies" / f"{strategy}.py").write_text(
+        (ROOT / "user_data" / "strategies" / f"{strategy}.py").read_text())
+    return userdir
+
+
+@contextlib.contextmanager
+def freqtrade_dry_run(userdir: Path, strategy: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``freqtrade trade --dry-run`` on ``userdir/config.json`` with ``strategy``, its output in ``log``; on leaving,
+    stopped with SIGTERM as a user stops it (killed if it does not stop within 60 s)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(userdir / "config.json"),
+             "--userdir", str(userdir), "--strategy", strategy],
+            cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def ran_without_errors(log: Path, alive: bool) -> tuple[str, str]:
+    """The dry-run's log, checked: Freqtrade was still running when the test was done with it, and logged no
+    error or traceback. Returns the log and the log with Freqtrade's console wrapping undone (its rich console
+    wraps long lines at the terminal width)."""
+    text = log.read_text(errors="replace")
+    assert alive, f"freqtrade exited early; log tail:\n{text[-4000:]}"
+    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
+    assert errors == [], errors[:5]
+    return text, " ".join(text.split())
+
+
 def _first_trade(db: Path) -> tuple | None:
     if not db.exists():
         return None
@@ -55,10 +97,7 @@ def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path,
     the trade ``(pair, open_rate, enter_tag)``, the seconds it took, and the local exchange's REST paths and
     websocket subscriptions as counted by the server."""
     cls = dialect_class(venue)
-    userdir = tmp_path / "user_data"
-    (userdir / "strategies").mkdir(parents=True)
-    (userdir / "strategies" / "HeliosStrategy.py").write_text(
-        (ROOT / "user_data" / "strategies" / "HeliosStrategy.py").read_text())
+    userdir = strategy_userdir(tmp_path)
     db = userdir / "trades.sqlite"
     log = userdir / "freqtrade.log"
     now_s = int(time.time())
@@ -79,33 +118,15 @@ def freqtrade_dry_run_opens_a_trade(venue: str, tmp_path: Path,
         (userdir / "config.json").write_text(json.dumps(config))
         t0 = time.monotonic()
         trade: tuple | None = None
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(userdir / "config.json"),
-                 "--userdir", str(userdir), "--strategy", "HeliosStrategy"],
-                cwd=userdir, stdout=out, stderr=subprocess.STDOUT, env=child_env(), preexec_fn=interruptible)
-            try:
-                while time.monotonic() - t0 < WAIT_TRADE_S and proc.poll() is None and trade is None:
-                    time.sleep(2)
-                    trade = _first_trade(db)
-                took = time.monotonic() - t0
-                alive = proc.poll() is None
-            finally:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(60)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+        with freqtrade_dry_run(userdir, "HeliosStrategy", log) as proc:
+            while time.monotonic() - t0 < WAIT_TRADE_S and proc.poll() is None and trade is None:
+                time.sleep(0.5)
+                trade = _first_trade(db)
+            took = time.monotonic() - t0
+            alive = proc.poll() is None
         rest = dict(exchange.log.rest_by_path)
         subscriptions = dict(exchange.log.subscriptions)
-    text = log.read_text(errors="replace")
-    assert alive, f"freqtrade exited early; log tail:\n{text[-4000:]}"
-    errors = [line for line in text.splitlines() if " - ERROR - " in line or "Traceback" in line]
-    assert errors == [], errors[:5]
-    # Freqtrade's rich console wraps long lines at the terminal width: compare with the wrapping undone
-    flat = " ".join(text.split())
+    text, flat = ran_without_errors(log, alive)
     assert f'Using Exchange "{exchange_name(venue)}"' in flat, text[:3000]
     assert "Using resolved strategy HeliosStrategy" in flat, text[:3000]
     assert f"helios: live order-flow feed started for BTC/USDT, ETH/USDT on {cls.ccxt_id('spot')}" in flat, \
