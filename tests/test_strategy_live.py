@@ -31,12 +31,14 @@ import pandas as pd
 import pytest
 import requests
 
+from helios_orderflow.core.events import BookDelta, BookSnapshot
 from helios_orderflow.devtools.demo import child_env
 from helios_orderflow.emulator.server import ServerHandle, ccxt_config, start_in_thread
 from helios_orderflow.emulator.synthetic import SyntheticSource
 from helios_orderflow.features.backtest import ORDERFLOW_COLUMNS
 from helios_orderflow.freqtrade.risk import position_size
 from helios_orderflow.freqtrade.rule import LONG_TAG
+from helios_orderflow.recording.reader import read_events
 from tests._signals import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,7 +285,23 @@ def test_stale_feed_makes_confirm_trade_entry_reject_and_the_bot_keeps_running(b
           lambda: any(recording.glob("book/exchange=*/symbol=ETH_USDT/**/*.parquet")), 60, bot)
     bot.exchange.freeze()
     try:
-        time.sleep(bot.config["helios"].get("health", {}).get("stale_after_s", 5.0) + 3)  # the book turns stale
+        # The book turns stale stale_after_s after the feed received the exchange's last update (none follows while
+        # frozen): that update's receive time is read from the recording (flushed every second), and the test
+        # waits until the limit has passed since then, with a margin for the feed's clock and its health check.
+        exchange = bot.exchange
+        last_id = exchange.book("ETH/USDT")[0]
+        since_us = exchange.call(exchange.server.now_us) - 30_000_000
+
+        def received_us() -> int | None:
+            try:
+                return next((ev.local_ts_us for ev in read_events(recording, symbol="ETH/USDT", start_us=since_us)
+                             if isinstance(ev, (BookDelta, BookSnapshot)) and ev.update_id == last_id), None)
+            except Exception:  # a file rewritten right now: read again at the next poll
+                return None
+
+        last_us = _wait("the feed to record the exchange's last ETH/USDT book update", received_us, 60, bot)
+        stale_after_s = bot.config["helios"].get("health", {}).get("stale_after_s", 5.0)
+        time.sleep(max(0.0, last_us / 1e6 + stale_after_s + 1.5 - time.time()))
         r = bot.post("/forceenter", {"pair": "ETH/USDT", "side": "long"})
         # confirm_trade_entry refuses: Freqtrade answers a refused force entry with 502 and says so.
         assert r.status_code == 502, r.text

@@ -71,7 +71,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STEP_US = 100_000  # the exchange's step grid
 LEAD_S = 2  # the replay's first step is at least this far after the exchange starts (it is frozen in between)
-DELIVERY_S = 2.0  # after the replay's last step: time for the last frames to reach the recorder
 #: the book message on which the venue's ccxt client gets its book: KuCoin's caches 5 (``watchOrderBook.
 #: snapshotDelay``) and fetches its REST snapshot when the 6th arrives
 SNAPSHOT_AFTER = {"kucoin": 6}
@@ -137,6 +136,18 @@ def _first_book(events: list[tuple[int, Event]]) -> int:
     raise AssertionError("the live recording never had a book with both sides")
 
 
+def _has_recorded(out: Path, books: dict[str, int], trades: dict[str, int]) -> bool:
+    """Whether the recording at ``out`` (as flushed so far) holds each symbol's book at update id ``books[symbol]``
+    and its trade ``trades[symbol]``."""
+    try:
+        live = list(read_events(out))
+    except Exception:  # nothing flushed yet, or a file rewritten right now: read again at the next poll
+        return False
+    got_books = {(ev.symbol, ev.update_id) for ev in live if isinstance(ev, (BookSnapshot, BookDelta))}
+    got_trades = {(ev.symbol, int(ev.trade_id)) for ev in live if isinstance(ev, Trade)}
+    return books.items() <= got_books and trades.items() <= got_trades
+
+
 def _wait(what: str, done, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
@@ -197,7 +208,12 @@ def test_real_capture_replayed_and_recorded_live_equals_source(venue: str, share
             exchange.resume()
             span_s = (source_events[-1].local_ts_us - first_local) / 1e6
             _wait("the end of the replay", lambda: source.consumed >= len(source_events), span_s + 120, proc, log)
-            time.sleep(DELIVERY_S)
+            # the last frames on their way: the recorder (flushing every second) has the exchange's last book
+            # update and last trade of every symbol
+            last_book = {s: exchange.book(s, 1)[0] for s in case.symbols}
+            last_trade = {s: ids[-1] for s in case.symbols if len(ids := exchange.trade_ids(s)) > before[s]}
+            _wait("the last book update and trade of every symbol in the live recording",
+                  lambda: _has_recorded(out, last_book, last_trade), 60, proc, log)
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
             proc.wait(timeout=60)
         finally:
