@@ -1,11 +1,14 @@
 """The faster engine gives the previous engine's results bit for bit.
 
-The previous engine read the best levels of each side from a separate structure (``ofi.TopLevels``) and converted
-the whole book to sorted arrays at every whole-book read. Those are kept here as oracles: a reference engine with
-untracked book sides (the heap, ``TopLevels`` fed every diff, arrays by converting every level), against which
-the engine must agree on every candle feature, every heatmap column and every signal, on the real Binance
-BTCUSDT capture and on the calibrated synthetic market; and the pieces alone (tracked sides, the arrays' merge)
-on Hypothesis-generated books.
+The previous engine read the best levels of each side from a separate structure (``ofi.TopLevels``), converted
+the whole book to sorted arrays at every whole-book read, showed every trade to the walls, and scanned walls with
+NumPy on every bin (masks, ``np.median``, a NumPy weighted median). Those are kept here as oracles: a reference
+engine with untracked book sides (the heap, ``TopLevels`` fed every diff, arrays by converting every level) whose
+walls see every trade, against which the engine must agree on every candle feature, every running sum, every
+heatmap column and every signal, on the real Binance BTCUSDT capture and on the calibrated synthetic market; the
+wall scan and depth imbalance against the previous arithmetic on Hypothesis books; and the pieces alone (tracked
+sides, the arrays' merge, the weighted median) on Hypothesis-generated inputs. The whole day against the previous
+commit's own code is ``make bench`` (``devtools/benchmarks/engine_24h.py``).
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from helios_orderflow.book.arrays import merge_changes, sorted_arrays, worth_mer
 from helios_orderflow.book.order_book import BookSide
 from helios_orderflow.book.sync import BookSync
 from helios_orderflow.core.events import Event
-from helios_orderflow.core.settings import HeliosSettings
+from helios_orderflow.core.settings import HeliosSettings, WallSettings
 from helios_orderflow.devtools.benchmarks.engine_24h import same_bits
 from helios_orderflow.emulator.synth import synth_events
 from helios_orderflow.engine.candles import CandleFeatures
 from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.features.compute import candles_to_frame, compute_features, engine_settings
-from helios_orderflow.signals.ofi import TopLevels
+from helios_orderflow.signals.heatmap import side_reach
+from helios_orderflow.signals.ofi import TopLevels, depth_imbalance
+from helios_orderflow.signals.walls import WallTracker, _weighted_median_without
 
 
 def _bits(x: object) -> object:
@@ -73,8 +78,25 @@ class _ReferenceSide(BookSide):
         return self.top_levels.top(n)
 
 
+class _AllTradesWalls(WallTracker):
+    """Walls shown every trade, as the previous engine did (``on_trade`` leaves alone the trades that reach no
+    tracked bin; the engine now skips the call for them)."""
+
+    def _reach(self) -> None:
+        self.ask_reach, self.bid_reach = -math.inf, math.inf
+
+
+class _ReferenceEngine(PairEngine):
+    def _init_market(self, mid: float) -> None:
+        super()._init_market(mid)
+        assert self.walls is not None
+        self.walls.__class__ = _AllTradesWalls
+        self.walls._reach()
+
+
 def _reference(engine: PairEngine) -> PairEngine:
     """``engine`` made to run the previous engine's way (see the module docstring); before its first event."""
+    engine.__class__ = _ReferenceEngine
     engine.sync = BookSync()
     need = engine.settings.flow.ofi_levels
     engine.sync.book.bids = _ReferenceSide(True, need)
@@ -109,6 +131,13 @@ def _assert_same_engines(fast: PairEngine, fast_rows: list[CandleFeatures], ref:
     assert _bits((fast.ofi_total, fast.ofi_multi_total, fast.depth_imbalance, fast.cvd.total)) == _bits(
         (ref.ofi_total, ref.ofi_multi_total, ref.depth_imbalance, ref.cvd.total))
     assert (fast.absorptions, fast.exhaustions, fast.crossed) == (ref.absorptions, ref.exhaustions, ref.crossed)
+    # The running sums themselves (a feature can round a last-bit difference away: VWAP bands add sigma to ~6e4).
+    def sums(e: PairEngine) -> object:
+        x, c = e.exhaustion, e.candle
+        return _bits((e.vwap.ref, e.vwap.sum_q, e.vwap.sum_dq, e.vwap.sum_d2q, e.cvd.total, e.cvd.session,
+                      e.cvd.buy_volume, e.cvd.sell_volume, x.b_hi, x.b_lo, x.b_cvd_hi, x.b_cvd_lo, x.b_buy, x.b_sell,
+                      *(getattr(c, name) for name in c.__slots__), e.last_price, e.events))
+    assert sums(fast) == sums(ref)
     assert fast.walls is not None and ref.walls is not None
     assert fast.walls.ended_count == ref.walls.ended_count and fast.walls.ended_count > 0
     assert fast.walls.recently_ended() == ref.walls.recently_ended()
@@ -237,3 +266,111 @@ def test_a_tracked_side_nobody_reads_keeps_no_growing_log() -> None:
         side.apply(((100.0 + k % 50, 1.0 + k % 3),))
     assert side._logged <= len(side) + 4096
     assert _same_arrays(side.arrays(), _oracle_arrays(side.levels))
+
+
+def _previous_weighted_median_without(sorted_sizes: np.ndarray, cum: np.ndarray, size: float) -> float:
+    """The previous ``walls._weighted_median_without``, on NumPy arrays."""
+    if sorted_sizes.size < 2:
+        return 0.0
+    j = int(np.searchsorted(sorted_sizes, size, side="right")) - 1
+    half = (cum[-1] - size) / 2.0
+    k = int(np.searchsorted(cum[:j], half))
+    if k < j:
+        return float(sorted_sizes[k])
+    k = int(np.searchsorted(cum[j + 1:] - size, half))
+    return float(sorted_sizes[min(j + 1 + k, sorted_sizes.size - 1)])
+
+
+def _previous_scan(w: WallSettings, bin_size: float, max_range: float, mid: float, bp: np.ndarray, bq: np.ndarray,
+                   ap: np.ndarray, aq: np.ndarray) -> tuple[float, int, dict[tuple[str, int], tuple[float, float]]]:
+    """The previous scan's arithmetic: (median, bins in range, {(side, bin): (size, heaviest level's price)} of the
+    candidates), with masks over the whole arrays, ``bincount`` from each side's lowest bin, ``np.median``."""
+    r = w.range_pct / 100.0
+    cap = max(max_range, r)
+    reach_b, reach_a = side_reach(mid, bp, ap, w.min_levels)
+    lo_px = mid * (1.0 - min(max(r, reach_b), cap))
+    hi_px = mid * (1.0 + min(max(r, reach_a), cap))
+    sides = []
+    for side, p, q in (("bid", bp[bp >= lo_px], bq[bp >= lo_px]), ("ask", ap[ap <= hi_px], aq[ap <= hi_px])):
+        idx = np.floor(p / bin_size + 1e-9).astype(np.int64)
+        if idx.size:
+            sums = np.bincount(idx - idx.min(), weights=q)
+            nz = np.nonzero(sums)[0]
+            bins, sizes = nz + idx.min(), sums[nz]
+        else:
+            bins, sizes = idx, np.zeros(0)
+        sides.append((side, p, q, idx, bins, sizes))
+    n = sum(x[5].size for x in sides)
+    found: dict[tuple[str, int], tuple[float, float]] = {}
+    if n < w.min_bins:
+        return math.nan, n, found
+    median = float(np.median(np.concatenate([x[5] for x in sides])))
+    for side, p, q, idx, bins, sizes in sides:
+        m = sizes >= w.size_k * median
+        if not m.any():
+            continue
+        ordered = np.sort(sizes)
+        cum = np.cumsum(ordered)
+        for b, size in zip(bins[m].tolist(), sizes[m].tolist(), strict=True):
+            if w.liquidity_k > 0 and size < w.liquidity_k * _previous_weighted_median_without(ordered, cum, size):
+                continue
+            inside = idx == b
+            found[(side, b)] = (size, float(p[inside][int(np.argmax(q[inside]))]))
+    return median, n, found
+
+
+@settings(max_examples=300)
+@given(sizes=st.lists(st.one_of(st.sampled_from([1.0, 2.0, 3.0, 10.0]), st.floats(0.001, 1000.0)), min_size=1,
+                      max_size=60), pick=st.integers(0, 59))
+def test_weighted_median_without_a_bin_equals_the_previous_numpy_search_bit_for_bit(sizes: list[float],
+                                                                                    pick: int) -> None:
+    ordered = sorted(sizes)
+    cum = np.cumsum(ordered)
+    size = ordered[pick % len(ordered)]
+    want = _previous_weighted_median_without(np.array(ordered), cum, size)
+    assert _bits(_weighted_median_without(ordered, cum.tolist(), size)) == _bits(want)
+
+
+# Sizes with ties (equal bins exercise the weighted median's positions), dust and an occasional NaN.
+_BOOK_SIZES = st.one_of(st.sampled_from([0.5, 1.0, 1.0, 2.0, 7.5]), st.floats(0.001, 80.0), st.just(math.nan))
+
+
+@settings(max_examples=300)
+@given(bids=st.dictionaries(st.integers(1, 400), _BOOK_SIZES, max_size=120),
+       asks=st.dictionaries(st.integers(1, 400), _BOOK_SIZES, max_size=120),
+       spread=st.integers(1, 30), nan_ok=st.booleans(), liquidity_k=st.sampled_from([0.0, 1.5]),
+       min_levels=st.sampled_from([1, 10, 60]))
+def test_wall_scan_and_depth_imbalance_equal_the_previous_numpy_arithmetic_bit_for_bit(
+        bids: dict[int, float], asks: dict[int, float], spread: int, nan_ok: bool, liquidity_k: float,
+        min_levels: int) -> None:
+    # Prices 0.01 apart below and above a mid of about 1000; bins of 0.05 (5 ticks); walls within 0.3 %, widened up
+    # to 1 % for a side whose ``min_levels`` best levels reach farther.
+    best_bid = 1000.0 - spread * 0.01
+    book = {"bid": {round(best_bid - (i - 1) * 0.01, 2): q for i, q in bids.items()},
+            "ask": {round(best_bid + spread * 0.01 + (i - 1) * 0.01, 2): q for i, q in asks.items()}}
+    if not nan_ok:
+        book = {side: {p: q for p, q in levels.items() if not math.isnan(q)} for side, levels in book.items()}
+    bp, bq = sorted_arrays(book["bid"])
+    ap, aq = sorted_arrays(book["ask"])
+    if not bp.size or not ap.size:
+        return
+    mid = (float(bp[-1]) + float(ap[0])) / 2.0
+    s = HeliosSettings()
+    w = dataclasses.replace(s.walls, range_pct=0.3, min_levels=min_levels, liquidity_k=liquidity_k, min_age_s=0.0)
+    tracker = WallTracker(w, s.absorption, 0.05, 0.01)
+    tracker.scan(1, mid, bp, bq, ap, aq)
+    median, n, found = _previous_scan(w, 0.05, 0.01, mid, bp, bq, ap, aq)
+    assert _bits(tracker.median) == _bits(median)
+    assert tracker.bins_in_range == n
+    got = {key: (t.size, t.level_price) for key, t in tracker.tracks.items()}
+    assert _bits(tuple(sorted(got.items()))) == _bits(tuple(sorted(found.items())))
+    want_di = depth_imbalance_previous(bp, bq, ap, aq, mid, 10.0)
+    assert _bits(depth_imbalance(bp, bq, ap, aq, mid, 10.0)) == _bits(want_di)
+
+
+def depth_imbalance_previous(bp: np.ndarray, bq: np.ndarray, ap: np.ndarray, aq: np.ndarray, mid: float,
+                             bps: float) -> float:
+    """The previous ``ofi.depth_imbalance``: masked copies summed."""
+    b = float(bq[bp >= mid * (1.0 - bps * 1e-4)].sum())
+    a = float(aq[ap <= mid * (1.0 + bps * 1e-4)].sum())
+    return (b - a) / (b + a) if b + a > 0 else math.nan

@@ -164,24 +164,57 @@ class PairEngine:
 
     # -- events --------------------------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:
-        """Apply one event (any type of ``events.py``) of this engine's symbol."""
+        """Apply one event (any type of ``events.py``) of this engine's symbol.
+
+        A trade (most events: 62 % on the calibrated market) is handled here, without a further call of the engine,
+        and shown to the walls only when it reaches a tracked bin (``WallTracker.ask_reach``/``bid_reach``)."""
+        if type(ev) is Trade:
+            if ev.symbol != self.symbol:
+                raise HeliosError(f"event for {ev.symbol} fed to the {self.symbol} engine; route events by symbol")
+            ts = ev.ts_us
+            if ev.exchange in INCREASING_TRADE_IDS and not self._trade_ids.admit(ev.trade_id, ts):
+                return  # delivered again: counting it twice would move CVD, VWAP and every volume after it
+            if ts > self.clock_us:
+                if ts >= self._next_due:
+                    self._advance(ts)
+                self.clock_us = ts
+            self.events += 1
+            if self._deferred:  # a trade sees the walls of every scan already due
+                self.settle()
+            p = ev.price
+            q = ev.amount
+            buy = ev.side == "buy"
+            c = self.candle
+            cvd = self.cvd
+            cvd.add(q, buy)
+            self.vwap.add(p, q)
+            self._vp_prices.append(p)
+            self._vp_amounts.append(q)
+            c.add_trade(p, q, buy)
+            self.exhaustion.add_trade(p, q, buy, cvd.total)
+            self.last_price = p
+            w = self.walls
+            if w is not None and (p >= w.ask_reach if buy else p < w.bid_reach):  # the trade reaches a tracked bin
+                sig = w.on_trade(self.clock_us, p, q, buy)
+                if sig is not None:
+                    self.last_absorption = sig
+                    self.absorptions += 1
+                    if sig.direction == "bull":
+                        c.absorption_bull = 1
+                    else:
+                        c.absorption_bear = 1
+            if self.heatmap is not None:
+                self.heatmap.add_trade(p, q, buy)
+            return
         if ev.symbol != self.symbol:
             raise HeliosError(f"event for {ev.symbol} fed to the {self.symbol} engine; route events by symbol")
         t = ev.__class__
-        if (t is Trade and ev.exchange in INCREASING_TRADE_IDS
-                and not self._trade_ids.admit(ev.trade_id, ev.ts_us)):  # type: ignore[union-attr]
-            return  # delivered again: counting it twice would move CVD, VWAP and every volume after it
         ts = ev.ts_us
         if ts > self.clock_us:
             if ts >= self._next_due:
                 self._advance(ts)
             self.clock_us = ts
         self.events += 1
-        if t is Trade:  # most events: dispatched first
-            if self._deferred:  # a trade sees the walls of every scan already due
-                self.settle()
-            self._on_trade(ev)  # type: ignore[arg-type]
-            return
         if t is BookDelta:
             # Applying a diff reads nothing deferred work writes: it need not wait for it, it only notes
             # the amounts it replaces, so the work still sees the book of its own time.
@@ -220,30 +253,6 @@ class PairEngine:
                 self._lost_sync()
         else:
             raise HeliosError(f"unknown event type {t.__name__}")
-
-    def _on_trade(self, ev: Trade) -> None:
-        p = ev.price
-        q = ev.amount
-        buy = ev.side == "buy"
-        self.cvd.add(q, buy)
-        self.vwap.add(p, q)
-        self._vp_prices.append(p)
-        self._vp_amounts.append(q)
-        self.candle.add_trade(p, q, buy)
-        self.exhaustion.add_trade(p, q, buy, self.cvd.total)
-        self.last_price = p
-        w = self.walls
-        if w is not None and w.tracks:
-            sig = w.on_trade(self.clock_us, p, q, buy)
-            if sig is not None:
-                self.last_absorption = sig
-                self.absorptions += 1
-                if sig.direction == "bull":
-                    self.candle.absorption_bull = 1
-                else:
-                    self.candle.absorption_bear = 1
-        if self.heatmap is not None:
-            self.heatmap.add_trade(p, q, buy)
 
     def _on_snapshot(self, ev: BookSnapshot) -> None:
         self.sync.on_snapshot(ev)

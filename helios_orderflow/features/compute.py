@@ -108,11 +108,13 @@ def compute_features(
         return _from_recording(index_recording(events_or_recording), symbol, timeframe, settings, exchange, start_us,
                                end_us,
                                cache, cache_dir, progress, include_partial)
-    events = (
-        ev for ev in events_or_recording
-        if ev.symbol == symbol and (exchange is None or ev.exchange == exchange)
-        and (start_us is None or ev.ts_us >= start_us) and (end_us is None or ev.ts_us < end_us)
-    )
+    events: Iterable[Event] = events_or_recording
+    if exchange is not None or start_us is not None or end_us is not None:
+        events = (
+            ev for ev in events
+            if (exchange is None or ev.exchange == exchange)
+            and (start_us is None or ev.ts_us >= start_us) and (end_us is None or ev.ts_us < end_us)
+        )
     frame = _run(events, exchange or "", symbol, timeframe, settings, progress, include_partial)
     frame.attrs["helios_cache"] = "off"
     return frame
@@ -120,19 +122,21 @@ def compute_features(
 
 def _run(events: Iterable[Event], exchange: str, symbol: str, timeframe: str, settings: HeliosSettings | None,
          progress: bool, include_partial: bool) -> pd.DataFrame:
+    """The frame of ``symbol``'s events among ``events`` (other symbols are skipped)."""
     rows: list[CandleFeatures] = []
     engine = PairEngine(exchange, symbol, engine_settings(settings), timeframe, on_candle=rows.append)
     on_event = engine.on_event
     if progress:
         from tqdm import tqdm
 
-        with tqdm(events, unit=" ev", unit_scale=True, mininterval=0.5, desc=f"features {symbol}",
-                  leave=False) as bar:
-            for ev in bar:
+        events = tqdm(events, unit=" ev", unit_scale=True, mininterval=0.5, desc=f"features {symbol}", leave=False)
+    try:
+        for ev in events:  # the replay's loop: the symbol test inline, no generator between (4M events a day)
+            if ev.symbol == symbol:
                 on_event(ev)
-    else:
-        for ev in events:
-            on_event(ev)
+    finally:
+        if progress:
+            events.close()  # type: ignore[attr-defined]
     if include_partial:
         last = engine.partial_candle()
         if last is not None:

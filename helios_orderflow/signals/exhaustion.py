@@ -28,6 +28,11 @@ from helios_orderflow.core.settings import ExhaustionSettings
 
 BUCKET_US = 1_000_000
 
+# The reductions of ``ndarray.max/min/sum`` without their Python wrappers (the same loops: the same bits).
+_max = np.maximum.reduce
+_min = np.minimum.reduce
+_sum = np.add.reduce
+
 
 @dataclass(frozen=True, slots=True)
 class ExhaustionSignal:
@@ -133,13 +138,13 @@ class ExhaustionDetector:
         end = start + n
         signals: list[ExhaustionSignal] = []
         up = down = False
-        hi_r = self._hi[split:end].max()
-        hi_p = self._hi[start:split].max()
+        hi_r = _max(self._hi[split:end])
+        hi_p = _max(self._hi[start:split])
         if hi_r > hi_p > -math.inf:
-            cvd_r = self._cvd_hi[split:end].max()
-            cvd_p = self._cvd_hi[start:split].max()
-            vol = float(self._buy[split:end].sum())
-            prior = float(self._buy[start:split].sum())
+            cvd_r = _max(self._cvd_hi[split:end])
+            cvd_p = _max(self._cvd_hi[start:split])
+            vol = float(_sum(self._buy[split:end]))
+            prior = float(_sum(self._buy[start:split]))
             thr = self.settings.volume_frac * prior * self.w / (n - self.w)
             if cvd_r <= cvd_p and vol < thr:
                 up = True
@@ -151,13 +156,13 @@ class ExhaustionDetector:
                     ratio = vol / (prior * self.w / (n - self.w))
                     if not ratio >= self.up_volume_ratio:  # also replaces NaN
                         self.up_volume_ratio = ratio
-        lo_r = self._lo[split:end].min()
-        lo_p = self._lo[start:split].min()
+        lo_r = _min(self._lo[split:end])
+        lo_p = _min(self._lo[start:split])
         if lo_r < lo_p < math.inf:
-            cvd_r = self._cvd_lo[split:end].min()
-            cvd_p = self._cvd_lo[start:split].min()
-            vol = float(self._sell[split:end].sum())
-            prior = float(self._sell[start:split].sum())
+            cvd_r = _min(self._cvd_lo[split:end])
+            cvd_p = _min(self._cvd_lo[start:split])
+            vol = float(_sum(self._sell[split:end]))
+            prior = float(_sum(self._sell[start:split]))
             thr = self.settings.volume_frac * prior * self.w / (n - self.w)
             if cvd_r >= cvd_p and vol < thr:
                 down = True

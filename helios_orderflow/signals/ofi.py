@@ -82,11 +82,14 @@ def depth_imbalance(
     bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices: np.ndarray, ask_sizes: np.ndarray,
     mid: float, bps: float,
 ) -> float:
-    """``(B - A) / (B + A)`` over levels within ``mid * (1 -/+ bps / 1e4)``; NaN when both are empty."""
+    """``(B - A) / (B + A)`` over levels within ``mid * (1 -/+ bps / 1e4)``; NaN when both are empty. Prices
+    ascending, as the engine's arrays."""
     lo = mid * (1.0 - bps * 1e-4)
     hi = mid * (1.0 + bps * 1e-4)
-    b = float(bid_sizes[bid_prices >= lo].sum())
-    a = float(ask_sizes[ask_prices <= hi].sum())
+    # Ascending prices: the bids >= lo are the last ones, the asks <= hi the first ones (a slice sums the same
+    # values in the same order as a masked copy, so the same bits).
+    b = float(bid_sizes[bid_prices.searchsorted(lo):].sum())
+    a = float(ask_sizes[:ask_prices.searchsorted(hi, "right")].sum())
     s = b + a
     return (b - a) / s if s > 0 else math.nan
 

@@ -34,8 +34,10 @@ inside the bin (where a trader sees the wall on a ladder).
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal
 
 import numpy as np
@@ -101,32 +103,42 @@ class _Track:
         )
 
 
-def _weighted_median_without(sorted_sizes: np.ndarray, cum: np.ndarray, size: float) -> float:
-    """The size-weighted median of ``sorted_sizes`` (ascending, ``cum`` their running sum) with one bin of
+def _weighted_median_without(ordered: list[float], cum: list[float], size: float) -> float:
+    """The size-weighted median of ``ordered`` (ascending bin sizes, ``cum`` their running sums) with one bin of
     ``size`` left out: the smallest remaining size at which the bins up to it hold half of the remaining volume.
     0.0 when no other bin is left (nothing to compare with: the median rule alone decides)."""
-    if sorted_sizes.size < 2:
+    n = len(ordered)
+    if n < 2:
         return 0.0
-    j = int(np.searchsorted(sorted_sizes, size, side="right")) - 1  # the left-out bin's position
+    j = bisect_right(ordered, size) - 1  # the left-out bin's position
     half = (cum[-1] - size) / 2.0
     # running sums without the left-out bin: unchanged below j, minus ``size`` from j on (position j removed)
-    below = cum[:j]
-    k = int(np.searchsorted(below, half))
+    k = bisect_left(cum, half, 0, j)
     if k < j:
-        return float(sorted_sizes[k])
-    k = int(np.searchsorted(cum[j + 1:] - size, half))
-    return float(sorted_sizes[min(j + 1 + k, sorted_sizes.size - 1)])
+        return ordered[k]
+    k = bisect_left(cum, half, j + 1, n, key=lambda c: c - size)
+    return ordered[min(k, n - 1)]
 
 
-def _bin_sizes(prices: np.ndarray, sizes: np.ndarray, bin_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bin index per level, the distinct bins, size per distinct bin)."""
+def _bin_sums(prices: np.ndarray, sizes: np.ndarray, bin_size: float) -> tuple[np.ndarray, int, list[float]]:
+    """(bin index per level, the first bin, the size of every bin from the first to the last, empty ones 0.0) of
+    levels in ascending price order. A bin's size adds its levels' sizes in ascending price order (``bincount``)."""
     idx = np.floor(prices / bin_size + _EPS).astype(np.int64)
-    if idx.size == 0:
-        return idx, idx, np.zeros(0)
-    lo = int(idx.min())
-    sums = np.bincount(idx - lo, weights=sizes)
-    nz = np.nonzero(sums)[0]
-    return idx, nz + lo, sums[nz]
+    if not idx.size:
+        return idx, 0, []
+    lo = int(idx[0])  # ascending prices: the lowest bin first
+    return idx, lo, np.bincount(idx - lo, weights=sizes).tolist()
+
+
+def _median(sizes: list[float]) -> float:
+    """``np.median(sizes)`` of a non-empty list, bit for bit (the middle value, or the mean of the two middle values
+    as ``(a + b) / 2``; NaN when any size is NaN), without NumPy's fixed cost on a few dozen bins."""
+    for v in sizes:
+        if v != v:
+            return math.nan
+    ordered = sorted(sizes)
+    h = len(ordered) // 2
+    return ordered[h] if len(ordered) % 2 else (ordered[h - 1] + ordered[h]) / 2.0
 
 
 class WallTracker:
@@ -143,6 +155,10 @@ class WallTracker:
         self.tracks: dict[tuple[WallSide, int], _Track] = {}
         self._bid_tracks: list[_Track] = []
         self._ask_tracks: list[_Track] = []
+        #: The prices a trade must reach to touch a tracked bin (``on_trade``): a buy at or above ``ask_reach``
+        #: (the lowest ask bin's low), a sell below ``bid_reach`` (the highest bid bin's high); +/-inf with none.
+        self.ask_reach = math.inf
+        self.bid_reach = -math.inf
         self.ended: deque[Wall] = deque(maxlen=32)
         self.ended_count = 0
         self._ended_view: tuple[Wall, ...] = ()
@@ -172,6 +188,12 @@ class WallTracker:
         # An engine checkpoint pickled before the absorption measurements existed starts them empty.
         self.new_candle()
         self.__dict__.update(state)
+        self._reach()
+
+    def _reach(self) -> None:
+        """``ask_reach`` and ``bid_reach`` of the tracked bins (after every change to them)."""
+        self.ask_reach = min((t.low for t in self._ask_tracks), default=math.inf)
+        self.bid_reach = max((t.high for t in self._bid_tracks), default=-math.inf)
 
     def wall_measures(self, wall: Wall | None) -> tuple[float, float]:
         """(size relative to the median, age in seconds) of an active ``wall`` at the last scan: its resting
@@ -201,44 +223,51 @@ class WallTracker:
         # Tracked walls stay in range up to the cap on a widened side (see the module docstring).
         lo_keep = mid * (1.0 - (cap if rb > r else r))
         hi_keep = mid * (1.0 + (cap if ra > r else r))
-        bm = bid_p >= lo_px
-        am = ask_p <= hi_px
-        bp, bq = bid_p[bm], bid_q[bm]
-        ap, aq = ask_p[am], ask_q[am]
-        b_idx, b_bins, b_sizes = _bin_sizes(bp, bq, bs)
-        a_idx, a_bins, a_sizes = _bin_sizes(ap, aq, bs)
-        n = b_sizes.size + a_sizes.size
+        # Ascending prices: the bids in range are the last ones, the asks in range the first ones.
+        i = int(bid_p.searchsorted(lo_px))  # the first bid >= lo_px
+        j = int(ask_p.searchsorted(hi_px, "right"))  # past the last ask <= hi_px
+        bp, bq = bid_p[i:], bid_q[i:]
+        ap, aq = ask_p[:j], ask_q[:j]
+        b_idx, b_lo, b_all = _bin_sums(bp, bq, bs)
+        a_idx, a_lo, a_all = _bin_sums(ap, aq, bs)
+        # The non-empty bins (NaN counts as non-empty, as for ``np.nonzero``), per side.
+        b_bins = [b_lo + k for k, v in enumerate(b_all) if v]
+        b_sizes = [v for v in b_all if v]
+        a_bins = [a_lo + k for k, v in enumerate(a_all) if v]
+        a_sizes = [v for v in a_all if v]
+        n = len(b_sizes) + len(a_sizes)
         current: dict[tuple[WallSide, int], float] = {}
         if n >= s.min_bins:
-            median = float(np.median(np.concatenate((b_sizes, a_sizes))))
+            median = _median(b_sizes + a_sizes)
             self.median = median
             thr = s.size_k * median
-            sides: tuple[tuple[WallSide, np.ndarray, np.ndarray], ...] = (
+            liq = s.liquidity_k
+            sides: tuple[tuple[WallSide, list[int], list[float]], ...] = (
                 ("bid", b_bins, b_sizes), ("ask", a_bins, a_sizes))
             for side, bins, sizes in sides:
-                m = sizes >= thr
-                if not m.any():
+                # No NaN from here: a NaN bin makes the median NaN, and nothing is >= NaN.
+                if not sizes or not max(sizes) >= thr:
                     continue
-                ordered = np.sort(sizes)
-                cum = np.cumsum(ordered)
-                for b, size in zip(bins[m].tolist(), sizes[m].tolist(), strict=True):
-                    if s.liquidity_k > 0 and size < s.liquidity_k * _weighted_median_without(ordered, cum, size):
-                        continue
-                    current[(side, b)] = size
+                ordered = sorted(sizes)
+                cum = list(accumulate(ordered))  # the running sums ``np.cumsum`` gives (added in order)
+                for b, v in zip(bins, sizes, strict=True):
+                    if v >= thr and not (liq > 0 and v < liq * _weighted_median_without(ordered, cum, v)):
+                        current[(side, b)] = v
         else:
             self.median = math.nan
         self.bins_in_range = n
         self.candidates = len(current)
-        # Sizes of tracked bins that are no longer candidates (confirmed walls are tracked regardless).
-        b_lookup = dict(zip(b_bins.tolist(), b_sizes.tolist(), strict=True))
-        a_lookup = dict(zip(a_bins.tolist(), a_sizes.tolist(), strict=True))
+        nb, na = len(b_all), len(a_all)
         changed = False
         for key, t in list(self.tracks.items()):
             side, b = key
             in_range = (t.low >= lo_keep) if side == "bid" else (t.high <= hi_keep)
             size = current.get(key)
-            if size is None:
-                size = (b_lookup if side == "bid" else a_lookup).get(b, 0.0)
+            if size is None:  # the bin's size in range (0.0 outside the bins that hold levels)
+                if side == "bid":
+                    size = b_all[b - b_lo] if 0 <= b - b_lo < nb else 0.0
+                else:
+                    size = a_all[b - a_lo] if 0 <= b - a_lo < na else 0.0
             if t.confirmed_us < 0:
                 if key not in current:
                     self._drop(key)  # a candidate that stopped qualifying is forgotten
@@ -277,18 +306,16 @@ class WallTracker:
                 changed = True
             self.tracks[key] = t
             (self._bid_tracks if side == "bid" else self._ask_tracks).append(t)
-        # The heaviest level of each confirmed wall's bin (a handful of walls: a mask each is cheap).
+        # The heaviest level of each confirmed wall's bin (its levels are consecutive: bins ascend with prices).
         for t in self.tracks.values():
             if t.confirmed_us >= 0:
-                if t.side == "bid":
-                    m = b_idx == t.bin
-                    p, q = bp[m], bq[m]
-                else:
-                    m = a_idx == t.bin
-                    p, q = ap[m], aq[m]
-                t.level_price = float(p[int(np.argmax(q))]) if p.size else math.nan
+                p, q, idx = (bp, bq, b_idx) if t.side == "bid" else (ap, aq, a_idx)
+                k0 = int(idx.searchsorted(t.bin))
+                k1 = int(idx.searchsorted(t.bin, "right"))
+                t.level_price = float(p[k0 + int(np.argmax(q[k0:k1]))]) if k1 > k0 else math.nan
         if changed:
             self._active_dirty = True
+        self._reach()
 
     def _drop(self, key: tuple[WallSide, int]) -> None:
         t = self.tracks.pop(key)
@@ -309,10 +336,12 @@ class WallTracker:
             else:
                 self._drop(key)
         self._active_dirty = True
+        self._reach()
 
     # -- trades --------------------------------------------------------------------------------------
     def on_trade(self, ts_us: int, price: float, amount: float, is_buy: bool) -> AbsorptionSignal | None:
-        """Count a trade against the walls it hits; returns an absorption signal when one fires."""
+        """Count a trade against the walls it hits; returns an absorption signal when one fires. Nothing happens
+        to a buy below ``ask_reach`` or a sell at or above ``bid_reach`` (the engine does not call it then)."""
         signal = None
         frac = self.absorption.frac
         bs = self.bin_size
