@@ -65,6 +65,10 @@ def ccxt_client(handle: Any, market: str = "spot", keep_alive_ms: int | None = N
     # ccxt keeps at most this many levels per side (default 1000) and drops the rest; on a real book that
     # moves, a level beyond the snapshot's depth then reappears in the top 100 on the server but not in ccxt
     config["options"] = dict(config["options"], watchOrderBookLimit=5000)
+    # ccxt keeps the last tradesLimit trades per symbol (default 1000) and drops older ones a consumer has not read
+    # yet: these clients measure what the exchange delivers, and a loaded machine can stall their loop for longer
+    # than 1000 trades take at the replay's speed (1,139 were dropped beside a process burning a core)
+    config["tradesLimit"] = 100_000
     if keep_alive_ms:
         config["streaming"] = {"keepAlive": keep_alive_ms, "maxPingPongMisses": 2}
     from helios_orderflow.emulator.dialects import dialect_class
