@@ -40,6 +40,15 @@ def parser() -> argparse.ArgumentParser:
                    help="fill the bot's recording disk (a tmpfs) for a while (default on; needs mount rights)")
     p.add_argument("--recovery-limit-s", type=float, default=RECOVERY_LIMIT_S,
                    help=f"pass only if every fault window recovers within this (default {RECOVERY_LIMIT_S:g})")
+    p.add_argument("--memdiag", action="store_true",
+                   help="both processes write what their memory is made of every minute (memdiag-*.jsonl: RSS "
+                        "by mapping, glibc malloc, pymalloc arenas, objects by type); a diagnostic, not a measurement")
+    p.add_argument("--memdiag-trace-frames", type=int, default=0,
+                   help="with --memdiag: also trace allocations (tracemalloc, this many frames) and write their "
+                        "growth from the third measured minute (memdiag-*-growth.txt); slows what it traces")
+    p.add_argument("--memdiag-trace-in", nargs="+", choices=("feed", "bot"), default=["feed", "bot"],
+                   help="the processes --memdiag-trace-frames traces (default both; tracing hides pymalloc's "
+                        "arena counts)")
 
     # internal: the exchange child
     p.add_argument("--exchange-child", action="store_true", help=argparse.SUPPRESS)
@@ -70,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                           warmup_s=args.warmup_s, keepalive_s=args.keepalive_s, quiet_s=args.quiet_s,
                           segment_s=args.segment_s, heatmap_window_s=args.heatmap_window_s,
                           with_freqtrade=args.with_freqtrade, recovery_limit_s=args.recovery_limit_s,
-                          whitelist_every_s=args.whitelist_every_s, disk_window=args.disk_window)
+                          whitelist_every_s=args.whitelist_every_s, disk_window=args.disk_window,
+                          memdiag=args.memdiag, memdiag_trace_frames=args.memdiag_trace_frames,
+                          memdiag_trace_in=tuple(args.memdiag_trace_in))
     except HeliosError as exc:
         print(f"helios soak: {exc}", file=sys.stderr)
         return 2

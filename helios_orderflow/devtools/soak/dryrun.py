@@ -28,7 +28,7 @@ def ccxt_config_for(url: str) -> dict[str, Any]:
 
 def start_freqtrade(url: str, symbols: list[str], out_dir: Path, *, pairlist: Path | None = None,
                     recording: Path | None = None, heatmap_window_s: float = 60.0, segment_s: float = 60.0,
-                    checkpoint_every_s: float = 300.0) -> subprocess.Popen[bytes]:
+                    checkpoint_every_s: float = 300.0, memdiag: list[str] | None = None) -> subprocess.Popen[bytes]:
     """A ``freqtrade trade --dry-run`` of HeliosStrategy against the soak's exchange (its own feed, engines and
     recording inside Freqtrade), logging to ``out_dir/freqtrade/freqtrade.log``. With ``pairlist``, the
     whitelist is Freqtrade's ``RemotePairList`` reading that file (the feed follows it); ``recording``: where
@@ -59,8 +59,9 @@ def start_freqtrade(url: str, symbols: list[str], out_dir: Path, *, pairlist: Pa
     config.pop("api_server", None)
     (ud / "config.json").write_text(json.dumps(config))
     log = open(ud / "freqtrade.log", "w")  # the child writes to it until it exits
+    run = ["-m"] if memdiag is None else ["-m", "helios_orderflow.devtools.soak.memdiag", *memdiag, "--"]
     return subprocess.Popen(
-        [sys.executable, "-m", "freqtrade", "trade", "--dry-run", "--config", str(ud / "config.json"),
+        [sys.executable, *run, "freqtrade", "trade", "--dry-run", "--config", str(ud / "config.json"),
          "--userdir", str(ud), "--strategy", "HeliosStrategy"],
         cwd=ud, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 

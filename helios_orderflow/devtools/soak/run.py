@@ -54,7 +54,8 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
              flush_interval_s: float = 5.0, heatmap_window_s: float = 60.0, with_freqtrade: bool = False,
              recovery_limit_s: float = RECOVERY_LIMIT_S, whitelist_every_s: float | None = None,
              disk_window: bool = True, progress: TextIO | None = sys.stderr,
-             progress_every_s: float = 10.0) -> dict[str, Any]:
+             progress_every_s: float = 10.0, memdiag: bool = False, memdiag_trace_frames: int = 0,
+             memdiag_trace_in: tuple[str, ...] = ("feed", "bot")) -> dict[str, Any]:
     """Run the soak (see the package doc) for ``minutes`` after ``warmup_s``; returns the report dict and
     writes it to ``out_dir/soak.json``. The recording is ``out_dir/recording``; ``helios.log`` (when run from
     the command line), ``exchange.log``, ``faults.jsonl`` (one line per fault window) and ``sent.bin`` (the
@@ -64,7 +65,12 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
     follows a RemotePairList file (``pairlist.json``) the soak rewrites every ``whitelist_every_s`` (default:
     a third of the measured time, 20 to 90 s); with ``disk_window``, the tmpfs is filled for a while in the
     middle of the measured time. Its recording is compared with what the exchange sent as the feed's is
-    (``bot_*`` figures), and its RSS is sampled as the feed's."""
+    (``bot_*`` figures), and its RSS is sampled as the feed's.
+
+    With ``memdiag``, both processes write what their memory is made of every minute (``memdiag``:
+    ``memdiag-feed.jsonl``, ``memdiag-bot.jsonl``); with ``memdiag_trace_frames`` > 0 also tracemalloc's
+    growth from the third measured minute on (``memdiag-*-growth.txt``), tracing from the first, in the
+    processes named in ``memdiag_trace_in`` (tracing hides pymalloc's arena counts: trace one, count the other)."""
     from helios_orderflow.core.settings import HeliosSettings
     from helios_orderflow.live.feed import Feed
 
@@ -93,6 +99,7 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
     disk_skipped: str | None = None
     mounted = False
     bot_report: dict[str, Any] = {}
+    diag = None
     load_start = load_average()
     try:
         info = wait_for_file(out_dir / "exchange.json", child, 120)
@@ -108,6 +115,12 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         feed = Feed("binance", symbols, settings, ccxt_config=ccxt_config_for(info["url"]), record_to=rec_root)
         feed.start()
         measured_s = run_s - warmup_s
+        trace_at = t0 + warmup_s + 60.0
+        if memdiag:
+            from helios_orderflow.devtools.soak import memdiag as md
+
+            diag = md.start(out_dir, "feed", trace_at=trace_at,
+                            trace_frames=memdiag_trace_frames if "feed" in memdiag_trace_in else 0)
         if with_freqtrade:
             pairlist = out_dir / "pairlist.json"
             write_pairlist(pairlist, whitelist_at(symbols, 0))
@@ -119,7 +132,11 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
                 progress.write(f"helios soak: the disk-full window is skipped: {disk_skipped}\n")
             bot_rec = (bot_disk if mounted else out_dir / "freqtrade") / "orderflow"
             freqtrade = start_freqtrade(info["url"], symbols, out_dir, pairlist=pairlist, recording=bot_rec,
-                                        heatmap_window_s=heatmap_window_s, segment_s=segment_s)
+                                        heatmap_window_s=heatmap_window_s, segment_s=segment_s,
+                                        memdiag=["--out", str(out_dir.resolve()), "--name", "bot", "--trace-at",
+                                                 str(trace_at), "--trace-frames",
+                                                 str(memdiag_trace_frames if "bot" in memdiag_trace_in else 0)]
+                                        if memdiag else None)
             every = whitelist_every_s or min(90.0, max(20.0, measured_s / 3))
             disk_s = min(60.0, max(10.0, measured_s / 5))
             disk_on = t0 + warmup_s + 0.4 * measured_s
@@ -163,6 +180,8 @@ def run_soak(minutes: float, out_dir: Path, *, pairs: int = 10, rate_x: float = 
         # (ccxt re-snapshots only after a few diffs arrive: a pair resyncing on a frozen market never would).
         t_end = time.time()
         cpu_end, cpu_child_end, wall_end = cpu_seconds(), cpu_seconds(child.pid), t_end
+        if diag is not None:
+            diag.stop()
         while time.time() - t_end < 60 and not all(feed.state.is_healthy(s) for s in symbols):
             watcher.sample(time.time())
             time.sleep(0.1)
