@@ -172,7 +172,9 @@ class BookSide:
             if self._arrays is not None:
                 self._log.append(changes)
                 self._logged += len(changes)
-                if self._logged > len(levels) + 4096:  # bounded: nobody read the arrays for long
+                # Once the next read would convert the side rather than merge, the log is of no use: stop it
+                # (a shallow side read every 2 s stops after a few messages; it also bounds the log).
+                if not worth_merging(self._logged, len(levels)):
                     self._forget_arrays()
             return
         # Untracked: locals only, no method calls, one branch per side.
