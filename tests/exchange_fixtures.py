@@ -423,12 +423,15 @@ def exchange_process(venue: str, args: list[str], log: Any, symbols: str | list[
     watched = [symbols] if isinstance(symbols, str) else symbols
     proc = start_subprocess(["--venue", venue, *args], log)
     try:
-        first = {s: helios_state(proc.url, s) for s in watched}
+        first: dict[str, dict[str, Any]] = {}
 
         def moved(s: str) -> bool:
-            now = helios_state(proc.url, s)
-            return bool(now["lastUpdateId"] > first[s]["lastUpdateId"]
-                        and now["next_trade_id"] > first[s]["next_trade_id"])
+            try:
+                now = helios_state(proc.url, s)
+            except Exception:  # not served yet: ask again
+                return False
+            was = first.setdefault(s, now)
+            return bool(now["lastUpdateId"] > was["lastUpdateId"] and now["next_trade_id"] > was["next_trade_id"])
 
         wait_for(lambda: all(moved(s) for s in watched), 60, f"{venue} {watched}: a step and a trade of the market",
                  alive=lambda: None if proc.proc.poll() is None else f"helios exchange exited ({proc.proc.returncode})",
