@@ -51,3 +51,15 @@ def test_the_summary_reports_change_per_minute_between_samples(tmp_path: Path) -
     text = memdiag.summary(tmp_path / "memdiag-x.jsonl", since=5)
     assert "rss_kb: +200 (+100.0/min)" in text
     assert "dict: 15 -> 17" in text
+
+
+class _LevelKeeper:
+    def __init__(self) -> None:
+        self.levels = [[float(i), 1.0] for i in range(50)]
+
+
+def test_holders_follow_referrers_from_a_shape_up_to_the_object_that_keeps_it() -> None:
+    keeper = _LevelKeeper()
+    chains = memdiag.holders("list[2]<float>", samples=5, depth=2)
+    assert any("_LevelKeeper" in c.split(" <- ")[1] for c in chains if " <- " in c), chains
+    assert len(keeper.levels) == 50

@@ -50,6 +50,8 @@ from typing import Any
 TOP_TYPES = 40
 #: Growth report: this many tracebacks.
 TOP_TRACES = 40
+#: Every this many samples, the holders of the list/tuple/dict shape that grew most since the last look.
+HOLDERS_EVERY = 5
 
 
 _MALLINFO2 = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
@@ -189,13 +191,7 @@ def object_types() -> tuple[int, dict[str, int], dict[str, int]]:
     for o in objs:
         name = type(o).__name__
         if name in ("list", "tuple", "dict"):
-            n_items = len(o)
-            try:  # another thread may change it meanwhile
-                first = (next(iter(o.values()), None) if name == "dict" else o[0]) if n_items else None
-            except (IndexError, RuntimeError):
-                first = None
-            bucket = n_items if n_items < 8 else 8 if n_items < 64 else 64 if n_items < 1024 else 1024
-            shapes[f"{name}[{bucket}{'+' if bucket >= 8 else ''}]<{type(first).__name__}>"] += 1
+            shapes[_shape(o) or name] += 1
         elif name == "PairEngine":
             kept["engines"] += 1
             kept["engine_levels"] += len(o.book.bids.levels) + len(o.book.asks.levels)
@@ -227,6 +223,56 @@ def object_types() -> tuple[int, dict[str, int], dict[str, int]]:
     return n, dict(counts.most_common(TOP_TYPES)), dict(kept)
 
 
+def _shape(o: Any) -> str | None:
+    name = type(o).__name__
+    if name not in ("list", "tuple", "dict"):
+        return None
+    n_items = len(o)
+    try:  # another thread may change it meanwhile
+        first = (next(iter(o.values()), None) if name == "dict" else o[0]) if n_items else None
+    except (IndexError, RuntimeError):
+        first = None
+    bucket = n_items if n_items < 8 else 8 if n_items < 64 else 64 if n_items < 1024 else 1024
+    return f"{name}[{bucket}{'+' if bucket >= 8 else ''}]<{type(first).__name__}>"
+
+
+def _describe(o: Any) -> str:
+    name = type(o).__qualname__
+    if type(o).__name__ == "frame":
+        return f"frame {o.f_code.co_name} ({Path(o.f_code.co_filename).name}:{o.f_lineno})"
+    if isinstance(o, dict):
+        return f"dict keys {sorted(map(str, list(o)[:4]))}"
+    return f"{type(o).__module__}.{name}"
+
+
+def holders(shape: str, samples: int = 20, depth: int = 4) -> list[str]:
+    """Who holds objects of ``shape`` (see ``object_types``): for up to ``samples`` of them, the chain of
+    referrers ``depth`` levels up (one pass over the gc's objects per level), counted by chain. An object whose
+    chain ends in itself or in a frame of an exception's traceback is often cyclic garbage waiting for a full
+    collection (``gc_collections`` says when the last one ran)."""
+    objs = gc.get_objects()
+    targets = [o for o in objs if _shape(o) == shape][:samples]
+    chains: dict[int, list[str]] = {id(t): [] for t in targets}
+    level: dict[int, list[int]] = {id(t): [id(t)] for t in targets}  # object id at this level -> target ids
+    for _ in range(depth):
+        found: dict[int, list[int]] = {}
+        done: set[int] = set()  # targets whose holder at this level is known
+        for o in objs:
+            for r in gc.get_referents(o):
+                tids = [t for t in level.get(id(r), ()) if t not in done]
+                if tids and o is not objs:
+                    found.setdefault(id(o), []).extend(tids)
+                    done.update(tids)
+                    for t in tids:
+                        chains[t].append(_describe(o))
+        if not found:
+            break
+        level = found
+    del objs, targets
+    return [f"{n} x {' <- '.join(chain) or '(nothing)'}" for chain, n in
+            Counter(tuple(c) for c in chains.values()).most_common(5)]
+
+
 def sample(t0: float) -> dict[str, Any]:
     """One line of the record (see the module doc)."""
     row: dict[str, Any] = {"t": round(time.time(), 1), "s": round(time.time() - t0, 1)}
@@ -245,6 +291,8 @@ def sample(t0: float) -> dict[str, Any]:
     row.update(kept)
     row["types"] = types
     row["asyncio_tasks"] = types.get("Task", 0)
+    row["gc_collections"] = [g["collections"] for g in gc.get_stats()]
+    row["gc_count"] = list(gc.get_count())
     pa = sys.modules.get("pyarrow")
     if pa is not None:
         with contextlib.suppress(Exception):
@@ -291,6 +339,8 @@ class MemDiag(threading.Thread):
         self._done = threading.Event()
         self._base: tracemalloc.Snapshot | None = None
         self._base_t = 0.0
+        self._samples = 0
+        self._shapes_then: dict[str, int] = {}
 
     def run(self) -> None:
         next_sample = time.time()
@@ -313,6 +363,14 @@ class MemDiag(threading.Thread):
     def _write(self) -> None:
         try:
             row = sample(self.t0)
+            self._samples += 1
+            if self._samples % HOLDERS_EVERY == 0:  # who holds the shape that grew most since the last look
+                shapes = {k: v for k, v in row.items() if k.startswith("shape ")}
+                if self._shapes_then:
+                    grown = max(shapes, key=lambda k: shapes[k] - self._shapes_then.get(k, 0))
+                    row["holders_of"] = grown
+                    row["holders"] = holders(grown.removeprefix("shape "))
+                self._shapes_then = shapes
         except Exception as exc:  # a diagnostic never stops the process it watches
             row = {"t": time.time(), "error": repr(exc)}
         with open(self.path, "a") as fh:
