@@ -20,22 +20,48 @@ profiles, candle panes). Each push still carries whole columns, applied as live 
 - ``page_heap_at_market_min`` / ``page_heap_mb``: the page's used JS heap (Chrome DevTools' ``JSHeapUsedSize``
   after a forced garbage collection, the page idle) once the figure's sliding window is full (after 600 market
   seconds), then every 20 minutes of market and after the last push; ``page_heap_mb_start`` / ``_end`` /
-  ``page_heap_ratio``: the first and last of them. Flat = ratio near 1. Measured figures: README.md ("make
-  bench"). What grew, found by heap-snapshot diffs (DevTools protocol) between readings, and fixed:
+  ``page_heap_ratio``: the first and last of them. Measured figures: README.md ("make bench").
+- ``page_heap_code_mb_start`` / ``_end``: of that heap, what V8 files as code (DevTools' "Code": bytecode,
+  function infos, feedback, machine code), from a heap snapshot taken at the first and the last reading;
+  ``page_heap_data_mb_start`` / ``_end`` / ``page_heap_data_ratio``: the heap without it (the page's data:
+  figures, traces, charts, logs, DOM wrappers). ``page_optimised_functions_start`` / ``_end``: functions with
+  machine code from V8's optimising compilers; ``page_js_functions_start`` / ``_end``: the page's JS function
+  objects. The page's data is flat when the data ratio is near 1; the code is bounded when the function
+  count does not grow (no function is made per push) while more of those functions get optimised.
+
+Why the code grows, and why it stops. V8 (Chromium 156) compiles a function with Maglev once it has run about 400
+calls' worth of its own bytecode (``--invocation-count-for-maglev=400``) and with TurboFan at about 3000
+(``--invocation-count-for-turbofan=3000``). An update runs a fixed set of Plotly, Dash, React, Lightweight Charts
+and live.js functions, most of them once or a few times: each gets optimised after some hundreds to thousands of
+updates, one machine-code object per function (snapshot diffs: every optimised code belongs to a distinct
+function of the scripts the page loaded; the page's JS functions stay within a dozen over the hour, 26,789 ->
+26,800 over ~285 updates: none is made per update). The code therefore grows with the number of updates the page
+has had, up to the code of every function an update runs, and stops there. The bench's hour of market is only
+~285 updates (a live page has 3600 in an hour), so its readings fall in that warm-up.
+``HELIOS_PAGE_BENCH_JS_FLAGS`` passes flags to V8: with the tier-up thresholds divided by 100
+(``--invocation-count-for-maglev=4 --invocation-count-for-turbofan=30 --minimum-invocations-after-ic-update=5
+--invocation-count-for-maglev-osr=1 --invocation-count-for-osr=5``) most of the warm-up is over before the first
+reading and the heap levels off: 23.23 / 23.81 / 24.02 / 24.08 MB at 10 / 20 / 40 / 60 minutes (1,677 -> 1,736
+optimised functions), against 20.54 / 20.90 / 21.31 / 21.54 MB with V8's defaults (1,179 -> 1,396).
+
+What grew, found by heap-snapshot diffs (DevTools protocol) between readings, and fixed:
   * Plotly's cache of text measurements (``Drawing.savedBBoxes``), keyed by each time label's text and pixel
     position, which every push of a sliding time axis changes: ~10 entries (~4 KB) a push, emptied only at
     10,000 entries (~4 MB). The figure has Plotly skip those measurements (figures.py ``_layout``;
     assets/live.js hides labels cut by the page's edge); the cache keeps ~40 entries.
   * After a redraw, Dash kept the old figure (React's previous props of the graph, the graph's event
     handlers), whose traces live.js had grown: ~1 MB a redraw. live.js empties them once another is drawn.
-  What still grows between readings is V8's compiled code: more functions get optimised as their call counts
-  grow (1168 -> 1396 optimised functions, +0.9 MB over the hour; 1156 -> 1543, +1.5 MB over three hours), not
-  the page's data (heap objects other than code: +0.07 MB over the hour; +0.8 MB over three, mostly the larger
-  footprint of the redrawn figures and the page's logs filling up to their 1,000-entry cap).
+  What is left of the data's growth over the hour (8.07 -> 8.22 MB) is V8's lists of the optimised code that
+  depends on each object shape (~0.09 MB; they grow with the code) and the page's timing logs (~0.05 MB, one
+  entry per update in each of five logs), which stop at 1,000 entries; the browser's own performance-entry
+  buffers (resource timings, long animation frames) stop at 250 and 200. After a redraw the footprint trace holds
+  ~600 cells instead of ~80, as designed: the redrawn figure spans the hour's window (450 columns of 8 s, 60
+  candles, ~10 cells each) where the first spanned at most 480 columns of 1 s (8 candles, ~10 cells each).
 
 Environment: ``HELIOS_PAGE_BENCH_MARKET_S`` (seconds of market, default 3600; 10800, three hours, takes about
 3 minutes here) and ``HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH`` (default 20; 1 pushes every column alone, as live:
-an hour then takes more than 14 minutes here). ``run(quick, probe=...)`` calls ``probe(market_s, driver)`` after each
+an hour then takes more than 14 minutes here); ``HELIOS_PAGE_BENCH_JS_FLAGS`` (V8's flags for Chromium's
+``--js-flags``, above). ``run(quick, probe=...)`` calls ``probe(market_s, driver)`` after each
 heap reading, e.g. to take a heap snapshot there.
 """
 
@@ -172,6 +198,8 @@ def _driver() -> tuple[Any, str]:
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--window-size=1600,1000"):
         opts.add_argument(flag)
+    if os.environ.get("HELIOS_PAGE_BENCH_JS_FLAGS"):  # V8's flags, e.g. its tier-up thresholds (module docstring)
+        opts.add_argument("--js-flags=" + os.environ["HELIOS_PAGE_BENCH_JS_FLAGS"])
     profile = tempfile.mkdtemp(prefix="helios-bench-chromium-")
     opts.add_argument(f"--user-data-dir={profile}")
     return webdriver.Chrome(service=Service(chromedriver), options=opts), profile
@@ -181,6 +209,72 @@ def _heap_mb(driver: Any) -> float:
     driver.execute_cdp_cmd("HeapProfiler.collectGarbage", {})
     metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
     return next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize") / 1e6
+
+
+def _heap_snapshot(driver: Any) -> str:
+    """A V8 heap snapshot of the page (JSON text; DevTools' Memory tab). It streams as DevTools protocol events,
+    which selenium's ``execute_cdp_cmd`` does not return: taken over a second DevTools connection to the page."""
+    import json
+    import urllib.request
+
+    import websocket  # websocket-client, a dependency of selenium
+
+    addr = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+    with urllib.request.urlopen(f"http://{addr}/json") as r:
+        target = next(t for t in json.load(r) if t["type"] == "page")
+    ws = websocket.create_connection(target["webSocketDebuggerUrl"], suppress_origin=True, timeout=300)
+    chunks: list[str] = []
+    try:
+        for i, method in enumerate(("HeapProfiler.enable", "HeapProfiler.takeHeapSnapshot"), 1):
+            params = {"reportProgress": False} if method.endswith("Snapshot") else {}
+            ws.send(json.dumps({"id": i, "method": method, "params": params}))
+            while True:
+                msg = json.loads(ws.recv())
+                if msg.get("id") == i:
+                    if "error" in msg:
+                        raise RuntimeError(f"{method}: {msg['error']}")
+                    break
+                if msg.get("method") == "HeapProfiler.addHeapSnapshotChunk":
+                    chunks.append(msg["params"]["chunk"])
+    finally:
+        ws.close()
+    return "".join(chunks)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeFigures:
+    """What a heap snapshot says of the page's compiled code: ``code_mb``, the objects V8 files as code
+    (DevTools' "Code": bytecode, function infos, feedback, compiled machine code and its metadata);
+    ``optimised`` functions (machine code from V8's optimising compilers, Maglev or TurboFan: a Code object
+    with deoptimisation data); ``functions``, the page's JS function objects (a page that made functions per
+    push, with ``new Function``, ``eval`` or closures kept alive, would have more at each reading)."""
+
+    code_mb: float
+    optimised: int
+    functions: int
+
+
+def code_figures(snapshot: str) -> CodeFigures:
+    """``CodeFigures`` of a V8 heap snapshot (``_heap_snapshot``)."""
+    import json
+
+    s = json.loads(snapshot)
+    meta = s["snapshot"]["meta"]
+    nf, ef = meta["node_fields"], meta["edge_fields"]
+    node_types, edge_types = meta["node_types"][0], meta["edge_types"][0]
+    nodes = np.asarray(s["nodes"], dtype=np.int64).reshape(-1, len(nf))
+    edges = np.asarray(s["edges"], dtype=np.int64).reshape(-1, len(ef))
+    ntype, size = nodes[:, nf.index("type")], nodes[:, nf.index("self_size")]
+    code_mb = float(size[ntype == node_types.index("code")].sum()) / 1e6
+    functions = int((ntype == node_types.index("closure")).sum())
+    try:
+        deopt = s["strings"].index("deoptimization_data")
+    except ValueError:
+        return CodeFigures(code_mb, 0, functions)
+    named = ~np.isin(edges[:, ef.index("type")], [edge_types.index("element"), edge_types.index("hidden")])
+    to = edges[named & (edges[:, ef.index("name_or_index")] == deopt), ef.index("to_node")] // len(nf)
+    # Code that is not optimised points at the one shared empty array
+    return CodeFigures(code_mb, int((size[to] > 8).sum()), functions)
 
 
 def _wait(driver: Any, script: str, timeout: float = 60.0) -> Any:
@@ -239,11 +333,14 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
     driver, profile = _driver()
     warm_s = market_s // 3 if market_s < 2 * WARM_S else WARM_S
     heap: list[tuple[int, float]] = []  # (market seconds pushed, MB)
+    code: list[CodeFigures] = []  # at the first and the last reading
 
-    def read_heap(at_s: int) -> None:
+    def read_heap(at_s: int, last: bool = False) -> None:
         _wait(driver, "return heliosPush.pending.length === 0", 120)
         time.sleep(0.3)  # the last update's animation frame
         heap.append((at_s, _heap_mb(driver)))
+        if len(heap) == 1 or last:
+            code.append(code_figures(_heap_snapshot(driver)))
         if probe is not None:
             probe(at_s, driver)
 
@@ -290,7 +387,7 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
                 read_heap(pushed)
                 paused += time.monotonic() - t
         elapsed = time.monotonic() - started - paused
-        read_heap(second - 120)
+        read_heap(second - 120, last=True)
         got = driver.execute_script("return {redraws: heliosPush.redraws, applied: heliosPush.applied}")
     finally:
         driver.quit()
@@ -312,5 +409,14 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
         "page_heap_mb_start": round(mb[0], 2),
         "page_heap_mb_end": round(mb[-1], 2),
         "page_heap_ratio": round(mb[-1] / mb[0], 3),
+        "page_heap_code_mb_start": round(code[0].code_mb, 2),
+        "page_heap_code_mb_end": round(code[-1].code_mb, 2),
+        "page_heap_data_mb_start": round(mb[0] - code[0].code_mb, 2),
+        "page_heap_data_mb_end": round(mb[-1] - code[-1].code_mb, 2),
+        "page_heap_data_ratio": round((mb[-1] - code[-1].code_mb) / (mb[0] - code[0].code_mb), 3),
+        "page_optimised_functions_start": code[0].optimised,
+        "page_optimised_functions_end": code[-1].optimised,
+        "page_js_functions_start": code[0].functions,
+        "page_js_functions_end": code[-1].functions,
         "page_redraws": got["redraws"],
     }
