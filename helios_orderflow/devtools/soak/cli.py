@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                                   quiet_s=args.quiet_s)
     from helios_orderflow.devtools.soak.run import run_soak
 
+    # Started in the background from a script, the soak inherits SIGINT ignored, and so would the bot: neither
+    # Ctrl-C nor the soak's own SIGINT to the bot (a clean stop closes its recording) would then stop anything.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out: Path = args.out or Path("soak-runs") / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     # The feed logs every fault it survives (hundreds): to a file, so the progress line stays readable.
