@@ -408,7 +408,7 @@ def helios_state(url: str, symbol: str, limit: int = 5) -> dict[str, Any]:
     """The exchange's ``/helios/state`` of ``symbol``: its venue's last update id, book and trade counter."""
     import requests
 
-    r = requests.get(f"{url}/helios/state", params={"symbol": symbol, "limit": limit}, timeout=10)
+    r = requests.get(f"{url}/helios/state", params={"symbol": symbol, "limit": str(limit)}, timeout=10)
     r.raise_for_status()
     return dict(r.json())
 
