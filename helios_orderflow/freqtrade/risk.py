@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,7 +61,12 @@ def position_size(equity: float, risk_fraction: float, entry_price: float, stop_
     distance = abs(entry_price - stop_price)
     if not (equity > 0 and entry_price > 0 and available_stake > 0 and distance > 0 and math.isfinite(distance)):
         return PositionSize(0.0, 0.0, 0.0, False)
-    amount = equity * risk / distance
+    budget = equity * risk
+    amount = budget / distance
+    if not (budget >= sys.float_info.min and amount >= sys.float_info.min):
+        # Subnormal floats keep too few bits for the risk rule to hold (amount x distance came out 1.3e-9 above
+        # the budget at equity 2.2e-308), and no venue trades such an amount: no size.
+        return PositionSize(0.0, 0.0, 0.0, False)
     stake = amount * entry_price
     capped = stake > available_stake
     if capped:
