@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from helios_orderflow.emulator.server import ccxt_config
 from helios_orderflow.features.compute import compute_features
 from helios_orderflow.freqtrade.config import read_section
 from helios_orderflow.freqtrade.strategy import LONG_TAG
+from tests.commands import run_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 FREQTRADE = [sys.executable, "-m", "freqtrade"]
@@ -32,10 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
-    return out
+    return run_ok(cmd, cwd, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from helios_orderflow.emulator.process import ExchangeProcess, start_subprocess
 from helios_orderflow.emulator.server import ccxt_config
 from helios_orderflow.emulator.synth import write_synthetic
 from helios_orderflow.features.export_trades import export_trades
+from tests.commands import run_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 FREQTRADE = [sys.executable, "-m", "freqtrade"]
@@ -39,10 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
-    return out
+    return run_ok(cmd, cwd, timeout)
 
 
 @pytest.fixture(scope="module")

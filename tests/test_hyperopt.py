@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from helios_orderflow.emulator.server import ccxt_config
 from helios_orderflow.emulator.synth import write_synthetic
 from helios_orderflow.features.compute import compute_features
 from helios_orderflow.features.export_trades import export_trades
+from tests.commands import run_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 FREQTRADE = [sys.executable, "-m", "freqtrade"]
@@ -54,11 +54,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def run(cmd: list[str], cwd: Path, timeout: float = 300) -> str:
     # child_env: without PYTEST_VERSION, with which Freqtrade sets up no logging (Helios's log lines are read here);
     # 1000 columns: Freqtrade's console wraps at 200, which cut a log line with a long tmp path in two.
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**child_env(), "COLUMNS": "1000"})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
-    return out
+    return run_ok(cmd, cwd, timeout, env={**child_env(), "COLUMNS": "1000"})
 
 
 @dataclass(frozen=True)
