@@ -38,6 +38,9 @@ class FeedStats:
     publications: int = 0
     recorder_errors: int = 0
     duplicate_trades: int = 0  # trades delivered again and dropped (see ``trade_ids.py``)
+    gc_collections: int = 0  # the feed's paced garbage collections (``gc_pacer.py``), full ones apart
+    gc_full_collections: int = 0
+    gc_max_pause_us: int = 0
     by_symbol: dict[str, int] = field(default_factory=dict)
 
 

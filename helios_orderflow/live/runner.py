@@ -29,6 +29,7 @@ from helios_orderflow.live.ccxt_edge import (
     url_of,
     watch_cancelled,
 )
+from helios_orderflow.live.gc_pacer import GcPacer
 from helios_orderflow.live.publish import FeedStats, Pair, Publisher
 from helios_orderflow.live.state import SharedState
 from helios_orderflow.live.venue_checks import NO_BBO, SYMBOLS_PER_WATCH, book_limit, frame_checks
@@ -93,6 +94,7 @@ class Runner(Publisher):
         self._pair_tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._groups: list[_Group] = []
         self._watching = False  # the watch tasks exist (markets loaded): new pairs get their own at once
+        self._gc_task: asyncio.Task[None] | None = None  # the paced garbage collections (``_gc_loop``)
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -154,6 +156,8 @@ class Runner(Publisher):
             await self._load_markets()
             self._watch_pairs(list(self.pairs.values()))
             self._watching = True
+            if self.settings.gc_every_s > 0:
+                self._gc_task = asyncio.create_task(self._gc_loop())
             await asyncio.Event().wait()  # the watch tasks run until the feed stops (they never end by themselves)
         finally:
             if self.checkpoint_every_us:  # a clean stop leaves nothing to replay at the next start
@@ -168,7 +172,20 @@ class Runner(Publisher):
                 await asyncio.wait_for(ex.close(), timeout=1.5)
 
     def _all_tasks(self) -> list[asyncio.Task[None]]:
-        return [t for ts in self._pair_tasks.values() for t in ts] + [g.task for g in self._groups]
+        gc_task = [self._gc_task] if self._gc_task is not None else []
+        return [t for ts in self._pair_tasks.values() for t in ts] + [g.task for g in self._groups] + gc_task
+
+    async def _gc_loop(self) -> None:
+        """Collect Python's garbage at the feed's pace (``gc_pacer.py`` says why a Freqtrade process needs it)."""
+        pacer = GcPacer(self.settings.gc_full_every)
+        st = self.stats
+        while True:
+            await asyncio.sleep(self.settings.gc_every_s)  # a period, not a wait for something to happen
+            full_before = pacer.full_collections
+            pacer.tick()
+            st.gc_collections += 1
+            st.gc_full_collections += pacer.full_collections - full_before
+            st.gc_max_pause_us = max(st.gc_max_pause_us, int(pacer.last_pause_s * 1e6))
 
     def _watch_pairs(self, pairs: list[Pair]) -> None:
         """Start the watch tasks of ``pairs`` (at start, and for pairs that join later): its book per pair,
