@@ -148,6 +148,8 @@ class Feed:
         self._timeframe = timeframe
         self._keep_trades_us = keep_trades_us
         self._pairs = {s: self._make_pair(s) for s in self.symbols}
+        self._followed: set[str] = set()  # every pair a started feed has followed (recorded) in this process
+        self._left_at_us: dict[str, int] = {}  # see ``Runner.left_at_us``
         self.stats = FeedStats(by_symbol=dict.fromkeys(self.symbols, 0))
         self.recorder: Recorder | None = None
         self._lock = threading.Lock()
@@ -156,27 +158,40 @@ class Feed:
     def _warm_up(self) -> None:
         """Before the first start: each pair's engine continues its recorded session where there is a checkpoint
         (``warmup.py``); the others start fresh, as they would without a recording."""
-        assert self.record_to is not None
         for p in self._pairs.values():
-            engine = p.engine
-            if engine is None or engine.events:
-                continue
-            t0 = time.monotonic()
-            try:
-                warm = warm_engine(self.record_to, self.exchange_id, p.symbol, self.settings, self._timeframe)
-            except Exception as exc:  # a bad checkpoint must not stop the bot: the pair starts fresh
-                log.warning("helios: %s could not continue its recorded session (%s); it starts fresh", p.symbol,
-                            describe(exc))
-                continue
-            if warm.engine is None:
-                log.info("helios: %s starts fresh (%s in %s)", p.symbol, warm.why, self.record_to)
-                continue
-            p.engine = warm.engine
-            p.history = tuple(warm.engine.history)
-            p.candles_seen = warm.engine.candles_closed
-            p.warmed = True
-            log.info("helios: %s continues its recorded session (%s; %.1f s)", p.symbol, warm.why,
-                     time.monotonic() - t0)
+            self._warm_pair(p)
+
+    def _warm_pair(self, p: Pair) -> None:
+        """``p``'s engine continues the pair's recorded session where a usable checkpoint is (at the first start,
+        and for a pair that joins later: one that left this process's feed continues from the checkpoint written
+        as it left); otherwise it starts fresh."""
+        assert self.record_to is not None
+        engine = p.engine
+        if engine is None or engine.events:
+            return
+        min_clock_us = self._left_at_us.get(p.symbol, 0)
+        if p.symbol in self._followed and not min_clock_us:
+            # followed earlier in this process and left without a checkpoint (an empty or failed engine): its
+            # last events may be in the open segment, out of a replay's reach
+            log.info("helios: %s starts fresh (it left without a checkpoint)", p.symbol)
+            return
+        t0 = time.monotonic()
+        try:
+            warm = warm_engine(self.record_to, self.exchange_id, p.symbol, self.settings, self._timeframe,
+                               min_clock_us)
+        except Exception as exc:  # a bad checkpoint must not stop the bot: the pair starts fresh
+            log.warning("helios: %s could not continue its recorded session (%s); it starts fresh", p.symbol,
+                        describe(exc))
+            return
+        if warm.engine is None:
+            log.info("helios: %s starts fresh (%s in %s)", p.symbol, warm.why, self.record_to)
+            return
+        p.engine = warm.engine
+        p.history = tuple(warm.engine.history)
+        p.candles_seen = warm.engine.candles_closed
+        p.warmed = True
+        log.info("helios: %s continues its recorded session (%s; %.1f s)", p.symbol, warm.why,
+                 time.monotonic() - t0)
 
     def _make_pair(self, symbol: str) -> Pair:
         factory = self._factory
@@ -189,9 +204,13 @@ class Feed:
     # ---- control (any thread) ------------------------------------------------------------------------------
 
     def set_pairs(self, symbols: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Follow exactly ``symbols`` from now on; returns (joined, left) at once, without waiting on the feed.
+        """Follow exactly ``symbols`` from now on; returns (joined, left) without waiting on the feed thread.
 
-        Pairs that joined get a fresh engine, their books and trades (and recording); pairs that left have
+        Pairs that joined get their books and trades (and recording), and an engine that continues the pair's
+        recorded session where the recording has a usable checkpoint (for a pair that left this feed and comes
+        back, the one written as it left), with the time it was away declared as a gap; otherwise a fresh one.
+        That checkpoint is read here, in the caller's thread (``warmup.py``: milliseconds for a checkpoint, plus
+        the replay of any events recorded after it). Pairs that left have
         their watch tasks cancelled, their subscriptions ended where the venue's ccxt client can, a
         ``FeedGap`` recorded ("left the feed's pairs") and their state dropped (``state.get`` gives None).
         No other pair is disturbed: its subscriptions, book and engine go on as they were (no resync, no gap).
@@ -204,6 +223,10 @@ class Feed:
             joined = {s: self._make_pair(s) for s in wanted if s not in self.symbols}
             if not left and not joined:
                 return (), ()
+            if self._followed and self._checkpoints and self.recorder is not None:  # started, recording
+                for p in joined.values():  # here, not on the feed thread: reading a recording takes a while
+                    self._warm_pair(p)
+                self._followed.update(joined)
             self.symbols = wanted
             runner = self._runner
             if runner is not None and runner.thread.is_alive():
@@ -244,11 +267,13 @@ class Feed:
             if self.recorder is not None and not self._warmed:
                 self._warmed = True
                 self._warm_up()
+            self._followed.update(self._pairs)
             self._runner = Runner(self.exchange_id, self.settings.feed, self._pairs, self.state, self.stats,
                                   self.recorder, self.clock, self.ccxt_config, self.on_exchange)
             if self.recorder is not None and self._checkpoints:
                 self._runner.checkpoint_every_us = int(self.settings.recording.checkpoint_every_s * 1e6)
                 self._runner.fingerprint = fingerprint(self.settings, self._timeframe)
+                self._runner.left_at_us = self._left_at_us
             self._runner.thread.start()
 
     def stop(self, timeout_s: float | None = None) -> None:

@@ -95,6 +95,8 @@ class Runner(Publisher):
         self._groups: list[_Group] = []
         self._watching = False  # the watch tasks exist (markets loaded): new pairs get their own at once
         self._gc_task: asyncio.Task[None] | None = None  # the paced garbage collections (``_gc_loop``)
+        #: symbol -> the engine's event time when the pair left (its checkpoint then); shared with the Feed
+        self.left_at_us: dict[str, int] = {}
         self.thread = threading.Thread(target=self._run, name=f"helios-feed-{exchange_id}", daemon=True)
 
     # ---- thread and loop ----------------------------------------------------------------------------------
@@ -264,6 +266,11 @@ class Runner(Publisher):
             self._dirty.pop(symbol, None)
             self._unsettled.pop(symbol, None)
             self._emit(p, FeedGap(self.exchange_id, symbol, local, local, "left the feed's pairs"))
+            if self.checkpoint_every_us and p.engine is not None:
+                # the engine as it left: should the pair come back, its session continues from here
+                # (``Feed.set_pairs``), once the recorder has written this checkpoint after the pair's events
+                self.left_at_us[symbol] = p.engine.clock_us
+                self._checkpoint(p)
             self.state.remove(symbol)
             if self._watching:
                 trades_own = len(own) > 1  # its book task and its own trades task
@@ -272,6 +279,9 @@ class Runner(Publisher):
             self.pairs[symbol] = p
             self.stats.by_symbol.setdefault(symbol, 0)
             self.state.add(symbol)
+            if p.warmed:  # its engine continues the pair's recorded session: the time it was away is a gap
+                p.warmed = False
+                self._gap(p, "joined: the session continues from the recording", local)
         if self._watching and joined:
             self._watch_pairs(list(joined.values()))
 

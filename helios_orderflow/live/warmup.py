@@ -31,10 +31,15 @@ class Warmed:
     why: str
 
 
-def warm_engine(root: Location, exchange: str, symbol: str, settings: HeliosSettings, timeframe: str) -> Warmed:
+def warm_engine(root: Location, exchange: str, symbol: str, settings: HeliosSettings, timeframe: str,
+                min_clock_us: int = 0) -> Warmed:
     """The newest checkpoint of the pair made under the same settings and timeframe, with the pair's recorded
     events after its position replayed into it. The engine then stands where a replay of the whole recording
-    would stand after the pair's last recorded event."""
+    would stand after the pair's last recorded event.
+
+    ``min_clock_us``: use only a checkpoint of at least this event time. A pair that left this process's feed
+    and comes back needs the one written as it left: the events before it may still be in the recorder's open
+    segment, where a replay from an older checkpoint would not find them."""
     fp = fingerprint(settings, timeframe)
     found = checkpoints(root, exchange, symbol)
     usable = [c for c in found if c.fingerprint == fp]
@@ -42,6 +47,9 @@ def warm_engine(root: Location, exchange: str, symbol: str, settings: HeliosSett
         why = ("no checkpoint" if not found else
                f"{len(found)} checkpoint(s) made with other settings or timeframe (not used)")
         return Warmed(None, 0, why)
+    if usable[0].clock_us < min_clock_us:
+        return Warmed(None, 0, "the checkpoint of its leaving is not written yet (the recorder writes it after "
+                               "the pair's last events)")
     for ckpt in usable:
         try:
             engine = ckpt.load()
