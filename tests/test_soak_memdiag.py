@@ -63,3 +63,37 @@ def test_holders_follow_referrers_from_a_shape_up_to_the_object_that_keeps_it() 
     chains = memdiag.holders("list[2]<float>", samples=5, depth=2)
     assert any("_LevelKeeper" in c.split(" <- ")[1] for c in chains if " <- " in c), chains
     assert len(keeper.levels) == 50
+
+
+class _Book:
+    """A parsed book kept by a failed call's frame: the cycle a failed future makes."""
+
+    def __init__(self) -> None:
+        self.bids = [[100.0 - i, 1.0] for i in range(7)]
+
+
+def _parse_and_fail(book: _Book) -> Exception:
+    levels = book.bids  # a local of the frame the traceback keeps
+    try:
+        raise ValueError(f"{len(levels)} levels")
+    except ValueError as exc:
+        exc.kept = exc  # type: ignore[attr-defined]  # as a future keeps its exception: a cycle
+        return exc
+
+
+def test_the_garbage_census_names_the_frames_and_the_shape_of_cyclic_garbage_then_frees_it() -> None:
+    import gc
+    import weakref
+
+    gc.collect()
+    book = _Book()
+    alive = weakref.ref(book)
+    for _ in range(3):
+        _parse_and_fail(book)
+    del book
+    census = memdiag.garbage_census()
+    assert census["frames"].get("_parse_and_fail (test_soak_memdiag.py)") == 3
+    assert census["types"]["ValueError"] == 3 and census["types"]["traceback"] >= 3
+    assert census["shape"] == "list[2]<float>" and census["shapes"]["list[2]<float>"] == 7
+    assert census["shape_referrers"] == {"builtins.list": 1}  # the book's side, itself garbage
+    assert alive() is None and gc.garbage == []  # freed, not kept

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
 from helios_orderflow.core.errors import HeliosError
+from helios_orderflow.devtools.soak.memdiag import GARBAGE_ENV
 from helios_orderflow.devtools.soak.report import RECOVERY_LIMIT_S, print_report
 from helios_orderflow.devtools.soak.schedule import PAIRS, QUIET_S
 
@@ -44,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memdiag", action="store_true",
                    help="both processes write what their memory is made of every minute (memdiag-*.jsonl: RSS "
                         "by mapping, glibc malloc, pymalloc arenas, objects by type); a diagnostic, not a measurement")
+    p.add_argument("--memdiag-garbage", action="store_true",
+                   help="with --memdiag: every five samples, what a full collection finds unreachable, by type and "
+                        "frame (memdiag.garbage_census; it collects, so it changes what RSS does)")
     p.add_argument("--memdiag-trace-frames", type=int, default=0,
                    help="with --memdiag: also trace allocations (tracemalloc, this many frames) and write their "
                         "growth from the third measured minute (memdiag-*-growth.txt); slows what it traces")
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     out: Path = args.out or Path("soak-runs") / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
+    if args.memdiag_garbage:  # read by memdiag in this process and in the bot, which inherits the environment
+        os.environ[GARBAGE_ENV] = "1"
     # The feed logs every fault it survives (hundreds): to a file, so the progress line stays readable.
     logging.basicConfig(filename=out / "helios.log", level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -273,6 +273,40 @@ def holders(shape: str, samples: int = 20, depth: int = 4) -> list[str]:
             Counter(tuple(c) for c in chains.values()).most_common(5)]
 
 
+#: Set (to anything) by ``soak --memdiag-garbage``: every ``HOLDERS_EVERY`` samples, ``garbage_census``.
+GARBAGE_ENV = "HELIOS_MEMDIAG_GARBAGE"
+
+
+def garbage_census(top: int = 15) -> dict[str, Any]:
+    """What a full collection finds unreachable now (cyclic garbage), by type, with the frames in it by code
+    (a frame kept by a traceback names the function that raised or awaited) and, for the garbage's most
+    numerous list/tuple/dict shape, which types in the garbage refer to it. The garbage is kept for a moment
+    in ``gc.garbage`` (``gc.DEBUG_SAVEALL``), then freed by a second collection. It is a full collection
+    itself: a run with it collects its oldest generation every few minutes, which changes what it measures."""
+    old = gc.get_debug()
+    gc.set_debug(old | gc.DEBUG_SAVEALL)
+    try:
+        found = gc.collect()
+        garbage = list(gc.garbage)
+        gc.garbage.clear()
+    finally:
+        gc.set_debug(old)
+    types = Counter(type(o).__qualname__ for o in garbage)
+    frames = Counter(f"{o.f_code.co_name} ({Path(o.f_code.co_filename).name})" for o in garbage
+                     if type(o).__name__ == "frame")
+    shapes = Counter(sh for o in garbage if (sh := _shape(o)) is not None)
+    shape, _n = shapes.most_common(1)[0] if shapes else ("", 0)
+    ids = {id(o) for o in garbage if shape and _shape(o) == shape}
+    referrers: Counter[str] = Counter()
+    for o in garbage:
+        if any(id(r) in ids for r in gc.get_referents(o)):
+            referrers[_describe(o)] += 1
+    del garbage
+    gc.collect()
+    return {"unreachable": found, "types": dict(types.most_common(top)), "frames": dict(frames.most_common(top)),
+            "shape": shape, "shapes": dict(shapes.most_common(5)), "shape_referrers": dict(referrers.most_common(8))}
+
+
 def sample(t0: float) -> dict[str, Any]:
     """One line of the record (see the module doc)."""
     row: dict[str, Any] = {"t": round(time.time(), 1), "s": round(time.time() - t0, 1)}
@@ -371,6 +405,8 @@ class MemDiag(threading.Thread):
                     row["holders_of"] = grown
                     row["holders"] = holders(grown.removeprefix("shape "))
                 self._shapes_then = shapes
+                if os.environ.get(GARBAGE_ENV):
+                    row["garbage"] = garbage_census()
         except Exception as exc:  # a diagnostic never stops the process it watches
             row = {"t": time.time(), "error": repr(exc)}
         with open(self.path, "a") as fh:
