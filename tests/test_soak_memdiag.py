@@ -97,3 +97,19 @@ def test_the_garbage_census_names_the_frames_and_the_shape_of_cyclic_garbage_the
     assert census["shape"] == "list[2]<float>" and census["shapes"]["list[2]<float>"] == 7
     assert census["shape_referrers"] == {"builtins.list": 1}  # the book's side, itself garbage
     assert alive() is None and gc.garbage == []  # freed, not kept
+
+
+def test_gc_pauses_are_kept_by_generation_and_reset_when_taken() -> None:
+    import gc
+
+    pauses = memdiag.GcPauses()
+    gc.callbacks.append(pauses)
+    try:
+        keep = [[float(i), 1.0] for i in range(200_000)]  # a heap that takes a measurable full collection
+        gc.collect(2)
+    finally:
+        gc.callbacks.remove(pauses)
+    taken = pauses.take()
+    assert taken["gc_pause_max_ms"][2] > 0 and taken["gc_pause_total_ms"][2] >= taken["gc_pause_max_ms"][2]
+    assert pauses.take() == {"gc_pause_max_ms": [0.0, 0.0, 0.0], "gc_pause_total_ms": [0.0, 0.0, 0.0]}
+    assert len(keep) == 200_000

@@ -307,6 +307,34 @@ def garbage_census(top: int = 15) -> dict[str, Any]:
             "shape": shape, "shapes": dict(shapes.most_common(5)), "shape_referrers": dict(referrers.most_common(8))}
 
 
+class GcPauses:
+    """The collector's pauses by generation, through ``gc.callbacks``: the longest and the total since the last
+    ``take()``, in ms (a collection holds the GIL: every thread of the process waits that long)."""
+
+    def __init__(self) -> None:
+        self._t0 = 0.0
+        self._lock = threading.Lock()
+        self._max = [0.0, 0.0, 0.0]
+        self._total = [0.0, 0.0, 0.0]
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._t0) * 1e3
+        g = info["generation"]
+        with self._lock:
+            self._max[g] = max(self._max[g], ms)
+            self._total[g] += ms
+
+    def take(self) -> dict[str, list[float]]:
+        with self._lock:
+            out = {"gc_pause_max_ms": [round(x, 1) for x in self._max],
+                   "gc_pause_total_ms": [round(x, 1) for x in self._total]}
+            self._max, self._total = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+        return out
+
+
 def sample(t0: float) -> dict[str, Any]:
     """One line of the record (see the module doc)."""
     row: dict[str, Any] = {"t": round(time.time(), 1), "s": round(time.time() - t0, 1)}
@@ -375,6 +403,8 @@ class MemDiag(threading.Thread):
         self._base_t = 0.0
         self._samples = 0
         self._shapes_then: dict[str, int] = {}
+        self._pauses = GcPauses()
+        gc.callbacks.append(self._pauses)
 
     def run(self) -> None:
         next_sample = time.time()
@@ -397,6 +427,7 @@ class MemDiag(threading.Thread):
     def _write(self) -> None:
         try:
             row = sample(self.t0)
+            row.update(self._pauses.take())  # since the last sample, before this sample's own collections
             self._samples += 1
             if self._samples % HOLDERS_EVERY == 0:  # who holds the shape that grew most since the last look
                 shapes = {k: v for k, v in row.items() if k.startswith("shape ")}
