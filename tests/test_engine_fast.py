@@ -1,13 +1,16 @@
 """The faster engine gives the previous engine's results bit for bit.
 
-The previous engine read the best levels of each side from a separate structure (``ofi.TopLevels``), converted
-the whole book to sorted arrays at every whole-book read, showed every trade to the walls, and scanned walls with
-NumPy on every bin (masks, ``np.median``, a NumPy weighted median). Those are kept here as oracles: a reference
-engine with untracked book sides (the heap, ``TopLevels`` fed every diff, arrays by converting every level) whose
-walls see every trade, against which the engine must agree on every candle feature, every running sum, every
-heatmap column and every signal, on the real Binance BTCUSDT capture and on the calibrated synthetic market; the
-wall scan and depth imbalance against the previous arithmetic on Hypothesis books; and the pieces alone (tracked
-sides, the arrays' merge, the weighted median) on Hypothesis-generated inputs. The whole day against the previous
+The previous engine kept the book in dicts, read the best levels of each side from a separate structure
+(``ofi.TopLevels``), computed OFI in Python (``ofi.ofi_levels``) after every message, converted the whole book to
+sorted arrays at every whole-book read, showed every trade to the walls, and scanned walls with NumPy on every bin
+(masks, ``np.median``, a NumPy weighted median). Those are kept here as oracles: a reference engine whose book is
+that Python (``_ReferenceBook``: untracked dict sides, ``TopLevels`` fed every diff, the previous per-message work,
+each message applied when it arrives) and whose walls see every trade, against which the engine (its compiled
+``FlowBook``, messages applied in batches) must agree on every candle feature, every running sum, every heatmap
+column and every signal, on the real Binance BTCUSDT capture and on the calibrated synthetic market; the
+``FlowBook`` against the dict book and ``ofi_levels`` on Hypothesis books, batched and message by message; the wall
+scan and depth imbalance against the previous arithmetic on Hypothesis books; and the weighted median alone on
+Hypothesis-generated inputs. The whole day against the previous
 commit's own code is ``make bench`` (``devtools/benchmarks/engine_24h.py``).
 """
 
@@ -21,13 +24,15 @@ from collections.abc import Iterable
 import _btcusdt
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from helios_orderflow.book.arrays import merge_changes, sorted_arrays, worth_merging
+from helios_orderflow.book import flow_kernel as fk
+from helios_orderflow.book.arrays import SideArrays, sorted_arrays
+from helios_orderflow.book.flow_book import FlowBook
 from helios_orderflow.book.order_book import BookSide
 from helios_orderflow.book.sync import BookSync
-from helios_orderflow.core.events import Event
+from helios_orderflow.core.events import BookDelta, Event, Level
 from helios_orderflow.core.settings import HeliosSettings, WallSettings
 from helios_orderflow.devtools.benchmarks.engine_24h import same_bits
 from helios_orderflow.emulator.synth import synth_events
@@ -35,7 +40,7 @@ from helios_orderflow.engine.candles import CandleFeatures
 from helios_orderflow.engine.pair_engine import PairEngine
 from helios_orderflow.features.compute import candles_to_frame, compute_features, engine_settings
 from helios_orderflow.signals.heatmap import side_reach
-from helios_orderflow.signals.ofi import TopLevels, depth_imbalance
+from helios_orderflow.signals.ofi import TopLevels, depth_imbalance, ofi_levels
 from helios_orderflow.signals.walls import WallTracker, _weighted_median_without
 
 
@@ -58,8 +63,8 @@ def _same_arrays(got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.
 
 
 class _ReferenceSide(BookSide):
-    """An untracked side (the heap; arrays by converting every level) whose best levels come from the previous
-    engine's ``ofi.TopLevels``, fed every message after the side applied it, as the previous engine did."""
+    """A dict side (the heap; arrays by converting every level) whose best levels come from the previous engine's
+    ``ofi.TopLevels``, fed every message after the side applied it, as the previous engine did."""
 
     def __init__(self, is_bid: bool, need: int) -> None:
         super().__init__(is_bid)
@@ -76,6 +81,73 @@ class _ReferenceSide(BookSide):
 
     def best_levels(self, n: int) -> list[tuple[float, float]]:
         return self.top_levels.top(n)
+
+    def arrays(self) -> SideArrays:
+        return sorted_arrays(self.levels)
+
+
+class _ReferenceBook:
+    """The previous engine's book and per-message work, with ``FlowBook``'s interface: ``_ReferenceSide``s, each
+    message applied when it arrives and followed by ``PairEngine._book_changed`` as it was (``ofi.ofi_levels``),
+    the flow kept in ``FlowBook``'s ``flow``/``state``/``flow_top`` layout for the engine to read."""
+
+    def __init__(self, n: int) -> None:
+        self.n_levels = n
+        self.update_id = -1
+        self.message_kind = fk.APPLY_COUNT
+        self.changed = False
+        self.flow = np.zeros(5)
+        self.state = np.zeros(10, np.int64)
+        self.flow_top = np.zeros((4, n))
+        self.bids = _ReferenceSide(True, n)
+        self.asks = _ReferenceSide(False, n)
+        self._prev: tuple[list[Level], list[Level]] = ([], [])
+
+    def apply_diff(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> None:
+        self.bids.apply(bids)
+        self.asks.apply(asks)
+        if self.message_kind != fk.APPLY:
+            self._book_changed(self.message_kind == fk.APPLY_COUNT)
+        self.changed = True
+
+    def mark_changed(self) -> None:
+        self._book_changed(False)
+        self.changed = True
+
+    def load_snapshot(self, bids: Iterable[Level], asks: Iterable[Level], update_id: int = -1) -> None:
+        self.bids.load(bids)
+        self.asks.load(asks)
+        self.update_id = update_id
+
+    def flush(self) -> bool:
+        return False
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (*self.bids.arrays(), *self.asks.arrays())
+
+    def _book_changed(self, count_ofi: bool) -> None:
+        n, flow, state = self.n_levels, self.flow, self.state
+        bids = self.bids.best_levels(n)
+        asks = self.asks.best_levels(n)
+        if not bids or not asks:
+            state[fk.BOOK_OK] = state[fk.OFI_BASE] = 0
+            return
+        if bids[0][0] >= asks[0][0]:
+            state[fk.CROSSED] += 1
+            state[fk.BOOK_OK] = state[fk.OFI_BASE] = 0
+            return
+        state[fk.BOOK_OK] = state[fk.HAD_BOOK] = 1
+        if count_ofi and state[fk.OFI_BASE]:
+            e1, em = ofi_levels(*self._prev, bids, asks, n)
+            flow[fk.OFI_LAST] = e1
+            for i, e in ((fk.OFI_TOTAL, e1), (fk.OFI_MULTI_TOTAL, em), (fk.CANDLE_OFI, e1),
+                         (fk.CANDLE_OFI_MULTI, em)):
+                flow[i] = float(flow[i]) + e  # Python's float addition, as the previous engine
+        self._prev = (bids, asks)
+        self.flow_top[:2, :len(bids)] = np.array(bids).T
+        self.flow_top[2:, :len(asks)] = np.array(asks).T
+        state[fk.NTOP_B], state[fk.NTOP_A] = len(bids), len(asks)
+        state[fk.OFI_BASE] = 1
 
 
 class _AllTradesWalls(WallTracker):
@@ -97,11 +169,8 @@ class _ReferenceEngine(PairEngine):
 def _reference(engine: PairEngine) -> PairEngine:
     """``engine`` made to run the previous engine's way (see the module docstring); before its first event."""
     engine.__class__ = _ReferenceEngine
-    engine.sync = BookSync()
-    need = engine.settings.flow.ofi_levels
-    engine.sync.book.bids = _ReferenceSide(True, need)
-    engine.sync.book.asks = _ReferenceSide(False, need)
-    engine.book = engine.sync.book
+    engine.book = _ReferenceBook(engine.settings.flow.ofi_levels)  # type: ignore[assignment]
+    engine.sync = BookSync(book=engine.book)  # type: ignore[arg-type]
     return engine
 
 
@@ -190,82 +259,80 @@ def test_compute_features_equals_the_reference_engines_frame_bit_for_bit(
     assert same_bits(want, frame) == []
 
 
-def test_real_stream_best_levels_and_arrays_equal_the_sorted_book_after_every_diff(real_events: list[Event]) -> None:
+def test_real_stream_flow_book_equals_the_dict_book_after_every_diff(real_events: list[Event]) -> None:
     engine = PairEngine(_btcusdt.EXCHANGE, _btcusdt.SYMBOL)
+    plain = BookSync()  # the dict book, fed the same events
     n = engine.settings.flow.ofi_levels
-    merged = 0
+    compared = 0
     for i, ev in enumerate(real_events):
         engine.on_event(ev)
-        if not engine.sync.in_sync:
+        if type(ev) is BookDelta:
+            plain.on_delta(ev)
+        elif hasattr(ev, "bids"):
+            plain.on_snapshot(ev)  # type: ignore[arg-type]
+        if not plain.in_sync or i % 3:  # reads every few events: the diffs between are applied in one batch
             continue
-        for side in (engine.book.bids, engine.book.asks):
-            assert side.best_levels(n) == side.top(n)
-            if i % 11 == 0:  # reads at varying distances: merges of few and of many changes
-                merged += worth_merging(side._logged, len(side)) and side._arrays is not None
-                assert _same_arrays(side.arrays(), _oracle_arrays(side.levels))
-    assert merged > 100
+        book = engine.book
+        assert book.bids.top(n) == plain.book.bids.top(n) and book.asks.top(n) == plain.book.asks.top(n)
+        if i % 41 == 0:
+            bp, bq, ap, aq = book.arrays()
+            assert _same_arrays((bp, bq), _oracle_arrays(plain.book.bids.levels))
+            assert _same_arrays((ap, aq), _oracle_arrays(plain.book.asks.levels))
+            compared += 1
+    assert compared > 500
 
 
 _PRICES = st.integers(0, 3000).map(lambda i: 1000.0 + i * 0.01)
 _SIZES = st.one_of(st.just(0.0), st.just(-0.0), st.floats(0.001, 50.0), st.just(math.nan))
-_MESSAGES = st.lists(st.lists(st.tuples(_PRICES, _SIZES), max_size=40).map(tuple), min_size=1, max_size=30)
+# One message of a two-sided book around 1015.00: (bid changes, ask changes, what it is); the sides overlap, so
+# crossed and one-sided books occur.
+_NEAR_TOUCH = st.one_of(_PRICES, st.integers(1496, 1505).map(lambda i: 1000.0 + i * 0.01))
+_FLOW_MESSAGES = st.lists(
+    st.tuples(st.lists(st.tuples(_NEAR_TOUCH, _SIZES), max_size=40).map(tuple),
+              st.lists(st.tuples(_NEAR_TOUCH, _SIZES), max_size=40).map(tuple),
+              st.sampled_from([fk.APPLY_COUNT] * 6 + [fk.APPLY, fk.CHECK])),
+    min_size=1, max_size=40)
 
 
-@settings(max_examples=60)
-@given(base=st.integers(0, 2500), is_bid=st.booleans(), need=st.integers(1, 8), messages=_MESSAGES,
-       reads=st.lists(st.booleans(), min_size=30, max_size=30))
-def test_tracked_side_keeps_best_levels_and_arrays_equal_to_the_sorted_side(
-        base: int, is_bid: bool, need: int, messages: list[tuple[tuple[float, float], ...]],
+@settings(max_examples=80)
+@given(base=st.integers(0, 700), n=st.integers(1, 8), messages=_FLOW_MESSAGES,
+       reads=st.lists(st.booleans(), min_size=40, max_size=40))
+@example(base=3, n=2, messages=[(((1000.0 + 1501 * 0.01, 1.0),), (), fk.APPLY_COUNT)],  # a bid at the best ask:
+         reads=[True] * 40)  # crossed (the check is >=)
+def test_flow_book_equals_the_dict_book_and_ofi_levels_whether_read_after_each_message_or_in_batches(
+        base: int, n: int, messages: list[tuple[tuple[Level, ...], tuple[Level, ...], int]],
         reads: list[bool]) -> None:
-    side = BookSide(is_bid)
-    side.track(need, capacity=8)
-    # ``base`` levels every 0.01 from 1000.0: up to 2,500, deep enough for the merge to be chosen.
-    side.load([(1000.0 + i * 0.01, 1.0 + i % 7) for i in range(base)])
-    model = dict(side.levels)
-    side.arrays()
-    for message, read in zip(messages, reads, strict=False):
-        side.apply(message)
-        for p, q in message:
-            if q:
-                model[p] = q
+    flow, ref = FlowBook(n), _ReferenceBook(n)
+    # The prices of ``_PRICES`` (the same floats): a bid and an ask at one price are equal, and the book crossed.
+    bids = [(1000.0 + (1500 - i) * 0.01, 1.0 + i % 7) for i in range(base)]
+    asks = [(1000.0 + (1501 + i) * 0.01, 2.0 + i % 5) for i in range(base)]
+    for book in (flow, ref):
+        book.load_snapshot(bids, asks, 7)
+        book.mark_changed()
+
+    def same() -> None:
+        flow.flush()
+        assert _same_arrays(flow.arrays()[:2], ref.bids.arrays()) and _same_arrays(flow.arrays()[2:], ref.asks.arrays())
+        assert flow.flow.tobytes() == ref.flow.tobytes()
+        keys = (fk.BOOK_OK, fk.OFI_BASE, fk.CROSSED, fk.HAD_BOOK, fk.NTOP_B, fk.NTOP_A)
+        assert flow.state[list(keys)].tolist() == ref.state[list(keys)].tolist()
+        nb, na = int(ref.state[fk.NTOP_B]), int(ref.state[fk.NTOP_A])
+        if ref.state[fk.OFI_BASE]:
+            assert flow.flow_top[:2, :nb].tobytes() == ref.flow_top[:2, :nb].tobytes()
+            assert flow.flow_top[2:, :na].tobytes() == ref.flow_top[2:, :na].tobytes()
+
+    for (b, a, what), read in zip(messages, reads, strict=False):
+        for book in (flow, ref):
+            if what == fk.CHECK:
+                book.mark_changed()
             else:
-                model.pop(p, None)
-        assert side.levels == model  # (a NaN size is the same object in both: equal)
-        want_top = sorted(model.items(), key=lambda kv: -kv[0] if is_bid else kv[0])[:need]
-        assert _bits(tuple(side.best_levels(need))) == _bits(tuple(want_top))
-        assert side.best_price() == (want_top[0][0] if want_top else None)
+                book.message_kind = what
+                book.apply_diff(b, a)
+                book.message_kind = fk.APPLY_COUNT
         if read:
-            assert _same_arrays(side.arrays(), _oracle_arrays(model))
-    assert _same_arrays(side.arrays(), _oracle_arrays(model))
-
-
-@settings(max_examples=100)
-@given(before=st.dictionaries(_PRICES, st.floats(0.001, 50.0), max_size=300),
-       changes=st.lists(st.tuples(_PRICES, _SIZES), max_size=200))
-def test_merging_the_changed_prices_gives_the_arrays_of_the_changed_side(
-        before: dict[float, float], changes: list[tuple[float, float]]) -> None:
-    after = dict(before)
-    for p, q in changes:
-        if q:
-            after[p] = q
-        else:
-            after.pop(p, None)
-    prices, sizes = sorted_arrays(before)
-    assert _same_arrays((prices, sizes), _oracle_arrays(before))
-    got = merge_changes(prices, sizes, dict(changes))
-    assert _same_arrays(got, _oracle_arrays(after))
-    assert _same_arrays((prices, sizes), _oracle_arrays(before))  # the given arrays are not written
-
-
-def test_a_tracked_side_nobody_reads_keeps_no_growing_log() -> None:
-    side = BookSide(False)
-    side.track(5)
-    side.load([(100.0 + i, 1.0) for i in range(50)])
-    side.arrays()
-    for k in range(20_000):
-        side.apply(((100.0 + k % 50, 1.0 + k % 3),))
-    assert side._logged <= len(side) + 4096
-    assert _same_arrays(side.arrays(), _oracle_arrays(side.levels))
+            same()
+    same()
+    assert flow.state[fk.CROSSED] == ref.state[fk.CROSSED]
 
 
 def _previous_weighted_median_without(sorted_sizes: np.ndarray, cum: np.ndarray, size: float) -> float:

@@ -6,26 +6,15 @@ change (as ccxt's ``OrderBookSide`` does, with a bisect and two list inserts or 
 order it rarely reads. Here each side is a dict ``price -> amount`` (O(1) per change), a min-heap of
 prices with lazy deletion gives the best price in amortized O(log n), and a sorted price list is
 rebuilt only when someone asks for sorted levels after the set of prices changed.
-
-A side can also be *tracked* (``BookSide.track``, the engine's choice): then, instead of the heap, it keeps a
-short sorted list of its best prices up to date in the same loop that applies a message (the engine reads the
-best levels after every message, for OFI): one loop over a message's changes instead of two (the book's and
-a separate top-of-book structure's), and a new size at a known price, most changes, touches only the dict. It
-also keeps the messages applied since its NumPy arrays were last read, so a deep book's next read converts only
-the prices that changed (``arrays``; docs/research.md, "Faster engine").
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-import math
 from collections.abc import Iterable
 
-from helios_orderflow.book.arrays import SideArrays, merge_changes, sorted_arrays, worth_merging
 from helios_orderflow.core.events import Level
-
-_INF = math.inf
 
 
 class BookSide:
@@ -39,8 +28,7 @@ class BookSide:
     membership check on flush is cheaper than the heap push it saves.
     """
 
-    __slots__ = ("levels", "is_bid", "_sign", "_heap", "_pending", "_best", "_sorted",
-                 "_keys", "_limit", "_need", "_cap", "_log", "_logged", "_arrays")
+    __slots__ = ("levels", "is_bid", "_sign", "_heap", "_pending", "_best", "_sorted")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
@@ -51,58 +39,9 @@ class BookSide:
         self._best: float | None = None
         # Ascending prices, or None when the set of prices may have changed since it was built.
         self._sorted: list[float] | None = []
-        # Tracked sides only (``track``); ``_keys`` None = not tracked.
-        self._keys: list[float] | None = None
-        self._limit = _INF
-        self._need = 1
-        self._cap = 64
-        self._log: list[Iterable[Level]] = []  # messages applied since ``_arrays`` was read
-        self._logged = 0  # level changes in ``_log``
-        self._arrays: SideArrays | None = None
 
     def __len__(self) -> int:
         return len(self.levels)
-
-    def __getstate__(self) -> tuple[None, dict[str, object]]:
-        """Pickled (engine checkpoints) without the arrays and the messages since their last read: they are a
-        cache, and the next read converts the side again to the same arrays."""
-        state = {name: getattr(self, name) for name in self.__slots__}
-        state.update(_log=[], _logged=0, _arrays=None)
-        return None, state
-
-    def track(self, need: int, capacity: int = 64) -> None:
-        """Keep the best ``need`` levels exact after every change (``best_levels``), in place of the heap.
-
-        Invariant while tracked: ``_keys`` holds, sorted, the key of *every* level whose key is <= ``_limit``
-        (key = price for asks, -price for bids, so the best level comes first); a change inside that range
-        inserts or deletes its key (a bisect on a short list, only when a price appears or goes: a new size
-        at a known price touches nothing); a change beyond it is ignored. When deletions leave fewer than
-        ``need`` keys the range is rebuilt from the side (``heapq.nsmallest``: O(n), rare); when insertions
-        let it grow past ``4 * capacity`` it is trimmed (``_limit`` moves in)."""
-        self._need = max(1, need)
-        self._cap = max(capacity, 4 * self._need)
-        self._keys = []
-        self._rebuild_keys()
-        self._heap = []
-        self._pending = []
-        self._best = None
-        self._forget_arrays()
-
-    def _forget_arrays(self) -> None:
-        self._log = []
-        self._logged = 0
-        self._arrays = None
-
-    @property
-    def tracked(self) -> bool:
-        return self._keys is not None
-
-    def _rebuild_keys(self) -> None:
-        levels = self.levels
-        keys = heapq.nsmallest(self._cap, [-p for p in levels] if self.is_bid else levels)
-        self._keys = keys
-        # With fewer levels than the capacity every level is held: any new one belongs in the range.
-        self._limit = keys[-1] if len(keys) >= self._cap else _INF
 
     def clear(self) -> None:
         self.levels.clear()
@@ -110,21 +49,13 @@ class BookSide:
         self._pending.clear()
         self._best = None
         self._sorted = []
-        if self._keys is not None:
-            self._keys = []
-            self._limit = _INF
-            self._forget_arrays()
 
     def load(self, levels: Iterable[Level]) -> None:
         """Replace the side with ``levels`` (zero amounts are ignored)."""
         self.levels = {p: q for p, q in levels if q}
+        self._rebuild_heap()
         self._best = None
         self._sorted = None
-        if self._keys is not None:
-            self._rebuild_keys()
-            self._forget_arrays()
-        else:
-            self._rebuild_heap()
 
     def _rebuild_heap(self) -> None:
         s = self._sign
@@ -134,50 +65,8 @@ class BookSide:
 
     def apply(self, changes: Iterable[Level]) -> None:
         """Apply absolute level changes: amount 0 removes the price, anything else sets it."""
+        # Locals only, no method calls, one branch per side.
         levels = self.levels
-        keys = self._keys
-        if keys is not None:
-            # A tracked side (the replay's hottest loop): the dict and the best keys in one pass.
-            if type(changes) is not tuple:
-                changes = tuple(changes)  # read again by ``arrays``
-            limit = self._limit
-            insort = bisect.insort
-            find = bisect.bisect_left
-            if self.is_bid:
-                for p, q in changes:
-                    if q:
-                        if p not in levels and -p <= limit:
-                            insort(keys, -p)
-                        levels[p] = q
-                    elif p in levels:
-                        del levels[p]
-                        if -p <= limit:
-                            del keys[find(keys, -p)]
-            else:
-                for p, q in changes:
-                    if q:
-                        if p not in levels and p <= limit:
-                            insort(keys, p)
-                        levels[p] = q
-                    elif p in levels:
-                        del levels[p]
-                        if p <= limit:
-                            del keys[find(keys, p)]
-            self._sorted = None
-            if len(keys) < self._need and limit != _INF:
-                self._rebuild_keys()
-            elif len(keys) > 4 * self._cap:
-                del keys[self._cap :]
-                self._limit = keys[-1]
-            if self._arrays is not None:
-                self._log.append(changes)
-                self._logged += len(changes)
-                # Once the next read would convert the side rather than merge, the log is of no use: stop it
-                # (a shallow side read every 2 s stops after a few messages; it also bounds the log).
-                if not worth_merging(self._logged, len(levels)):
-                    self._forget_arrays()
-            return
-        # Untracked: locals only, no method calls, one branch per side.
         pending = self._pending
         best = self._best
         if self.is_bid:
@@ -215,48 +104,10 @@ class BookSide:
         if len(pending) > len(levels) + 1024:
             self._rebuild_heap()
 
-    def best_levels(self, n: int) -> list[Level]:
-        """The ``n`` best levels, best first (fewer when the side has fewer): ``top(n)``, which a tracked side
-        answers without sorting the side for ``n`` up to the ``need`` given to ``track``."""
-        keys = self._keys
-        if keys is None or n > self._need:
-            return self.top(n)
-        levels = self.levels
-        if self.is_bid:
-            return [(-k, levels[-k]) for k in keys[:n]]
-        return [(k, levels[k]) for k in keys[:n]]
-
-    def arrays(self) -> SideArrays:
-        """(prices ascending, sizes) of every level as float64 arrays; read-only (a tracked side may hand the
-        same arrays to the next call, or update them from the prices changed since, ``arrays.merge_changes``)."""
-        if self._keys is None:
-            return sorted_arrays(self.levels)
-        arr = self._arrays
-        if arr is not None and not self._log:
-            return arr
-        if arr is not None and worth_merging(self._logged, len(self.levels)):
-            changed: dict[float, float] = {}
-            for message in self._log:
-                changed.update(message)  # the last change of each price is its size now
-            arr = merge_changes(arr[0], arr[1], changed)
-        else:
-            arr = sorted_arrays(self.levels)
-        arr[0].flags.writeable = False  # handed out again: a reader that wrote would change the next read
-        arr[1].flags.writeable = False
-        self._arrays = arr
-        self._log = []
-        self._logged = 0
-        return arr
-
     def set(self, price: float, amount: float) -> None:
         self.apply(((price, amount),))
 
     def best_price(self) -> float | None:
-        keys = self._keys
-        if keys is not None:
-            if not keys:
-                return None
-            return -keys[0] if self.is_bid else keys[0]
         best = self._best
         if best is not None:
             return best
@@ -334,6 +185,11 @@ class OrderBook:
         self.asks.apply(asks)
         if update_id >= 0:
             self.update_id = update_id
+
+    def apply_diff(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        """Apply one message's level changes to both sides (``BookSync``'s call)."""
+        self.bids.apply(bids)
+        self.asks.apply(asks)
 
     def clear(self) -> None:
         self.bids.clear()

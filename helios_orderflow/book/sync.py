@@ -22,9 +22,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from helios_orderflow.book.order_book import OrderBook
 from helios_orderflow.core.events import NO_ID, BookDelta, BookSnapshot
+
+if TYPE_CHECKING:  # (importing it would import numba into every user of the sync)
+    from helios_orderflow.book.flow_book import FlowBook
 
 
 class DeltaResult(Enum):
@@ -57,10 +61,12 @@ class BookSync:
         "_on_applied",
     )
 
-    def __init__(self, buffer_limit: int = 2_000, on_applied: Callable[[], None] | None = None) -> None:
+    def __init__(self, buffer_limit: int = 2_000, on_applied: Callable[[], None] | None = None,
+                 book: OrderBook | FlowBook | None = None) -> None:
         """``on_applied`` is called after every snapshot load and every applied delta (including deltas
-        replayed from the buffer when a snapshot arrives), so observers see every book state."""
-        self.book = OrderBook()
+        replayed from the buffer when a snapshot arrives), so observers see every book state. ``book``: the
+        book to keep (a new ``OrderBook`` by default; the engine's ``FlowBook`` queues what it is given)."""
+        self.book = book if book is not None else OrderBook()
         self.in_sync = False
         self.snapshots = 0
         self.applied = 0
@@ -95,9 +101,7 @@ class BookSync:
             return DeltaResult.BUFFERED
         u = delta.update_id
         if u == NO_ID:
-            book = self.book
-            book.bids.apply(delta.bids)
-            book.asks.apply(delta.asks)
+            self.book.apply_diff(delta.bids, delta.asks)
             self.applied += 1
             if self._on_applied is not None:
                 self._on_applied()
@@ -130,9 +134,7 @@ class BookSync:
                     return self._gap(delta, f"pu={delta.prev_update_id} but previous u={prev}")
             elif delta.first_update_id != prev + 1:
                 return self._gap(delta, f"U={delta.first_update_id} but previous u={prev}")
-        # ``book.apply`` without its call (one per diff of every stream).
-        book.bids.apply(delta.bids)
-        book.asks.apply(delta.asks)
+        book.apply_diff(delta.bids, delta.asks)
         if u >= 0:
             book.update_id = u
         self.applied += 1

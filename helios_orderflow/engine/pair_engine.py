@@ -18,23 +18,22 @@ processing (receive) order. The engine is a pure, deterministic function of that
 - Every trade is counted once: on a venue whose trade ids increase (``trade_ids.py``), a trade whose id is
   not above the last one counted (and whose time is not later) was delivered again; it is dropped before it
   touches anything and counted in ``health.duplicate_trades``.
-- Per-event work is small and does not grow with the book: a trade updates running sums; a book message
-  updates, in the loop that applies it, a short sorted list of the best levels (a tracked ``BookSide``) and
-  the OFI sums. Whole-book work (walls, depth imbalance, heatmap columns) runs on the timer grid, on NumPy
-  arrays of the book, which a deep side updates from the prices changed since the last read instead of
-  converting every level (``BookSide.arrays``: the same arrays either way).
+- Per-event work is small and does not grow with the book: a trade updates running sums; a book message is
+  queued on the book (``FlowBook``), whose compiled loop applies the queued messages to sorted arrays and adds
+  each message's OFI terms when anything reads the book or the flow (the timers, a snapshot, a gap,
+  ``snapshot()``): trades read neither, and messages read nothing trades write, so the results are those of
+  applying each message at once. Whole-book work (walls, depth imbalance, heatmap columns) runs on the timer
+  grid, on copies of the sides' arrays.
 
 ``snapshot()`` returns an immutable ``PairState`` (cheap: a few microseconds) for SharedState and readers
 on other threads. Closed candles (``CandleFeatures``) go to ``on_candle`` and to a bounded history.
 
 Deferred timers (``defer_timers=True``, the live feed's choice): every pair's heatmap column and wall scan
 fall due at the same grid instant, so on a live feed they all land in one socket read and the last pair's
-update waits for twenty of them. With deferral, a due column or scan is only queued, and ``settle()``
-(which the feed calls once the read's frames are published) computes it on the book as it was at the grid
-point: diffs applied meanwhile note the amounts they replaced (an undo log of a few levels per diff), so
-no copy of the book is taken on the hot path. The results are the same as without deferral (whole-book
-arrays are sorted by price, so the order levels were inserted in does not matter), and ``settle()`` runs
-by itself before anything that could see its effect (a trade, a gap, a snapshot, a candle close, the next
+update waits for twenty of them. With deferral, a due column or scan is only queued with the book's arrays as
+of the grid point (copies of the sorted sides: a few microseconds), and ``settle()`` (which the feed calls once
+the read's frames are published) computes it. The results are the same as without deferral, and ``settle()``
+runs by itself before anything that could see its effect (a trade, a gap, a snapshot, a candle close, the next
 timers, ``partial_candle()``). Only ``snapshot()`` taken meanwhile shows the state as of just before the
 timer (the newest column and scan not yet there); the feed publishes again after settling.
 """
@@ -44,10 +43,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from helios_orderflow.book.arrays import sorted_arrays
+from helios_orderflow.book import flow_kernel as fk
+from helios_orderflow.book.flow_book import FlowBook
 from helios_orderflow.book.sync import BookSync, DeltaResult
 from helios_orderflow.core.errors import HeliosError
 from helios_orderflow.core.events import BestBidOffer, BookDelta, BookSnapshot, Event, FeedGap, Trade
@@ -59,7 +60,7 @@ from helios_orderflow.signals.absorption import AbsorptionSignal
 from helios_orderflow.signals.cvd import Cvd
 from helios_orderflow.signals.exhaustion import BUCKET_US, ExhaustionDetector, ExhaustionSignal
 from helios_orderflow.signals.heatmap import TICK_LEVELS, Heatmap, heatmap_grid, infer_tick, side_reach
-from helios_orderflow.signals.ofi import depth_imbalance, ofi_levels, queue_imbalance, weighted_mid
+from helios_orderflow.signals.ofi import depth_imbalance, queue_imbalance, weighted_mid
 from helios_orderflow.signals.volume_profile import RunningProfile, auto_profile_bin
 from helios_orderflow.signals.vwap import SessionVwap
 from helios_orderflow.signals.walls import WallTracker
@@ -68,8 +69,16 @@ NAN = math.nan
 _NEVER = 1 << 62  # a timer that never fires
 _DAY_US = 86_400_000_000
 _FAST_FORWARD_US = 600_000_000  # jumps longer than this skip grid points whose results would be overwritten
-_Undo = tuple[dict[float, float | None], dict[float, float | None]]  # per side: price -> amount before (None: absent)
 _BookArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # bid prices, sizes, ask prices, sizes
+
+
+def _flow_value(attr: str, doc: str) -> Any:
+    """A value of the book's flow, read after the queued messages are applied (``PairEngine._sync_book``)."""
+    def read(engine: PairEngine) -> Any:
+        engine._sync_book()
+        return getattr(engine, attr)
+
+    return property(read, doc=doc)
 
 
 class PairEngine:
@@ -99,25 +108,22 @@ class PairEngine:
         self.tf_us = timeframe_us(timeframe)
         self.on_candle = on_candle
         self.heatmap_columns = heatmap_columns
-        self.sync = BookSync()
-        self.book = self.sync.book
         self._n_levels = s.flow.ofi_levels
-        # The best levels after every message and the arrays of the whole-book work, kept by the sides.
-        self.book.bids.track(self._n_levels)
-        self.book.asks.track(self._n_levels)
-        self._prev_bids: list[tuple[float, float]] = []
-        self._prev_asks: list[tuple[float, float]] = []
-        self._ofi_base = False  # the previous top levels are a valid OFI baseline
-        self._book_ok = False
-        self._book_version = 0
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._arrays_version = -1
+        # The book and the per-message flow (usable-book checks, OFI) in compiled code; ``_sync_book`` reads it.
+        self.book = FlowBook(self._n_levels)
+        self.sync = BookSync(book=self.book)
+        #: The best (bid price, bid size, ask price, ask size) of the last usable book.
+        self._top = (NAN, NAN, NAN, NAN)
+        # The book's flow as of the last ``_sync_book`` (read through the properties of the same names).
+        self._ok = False
+        self._crossed = 0
+        self._ofi_last = 0.0
+        self._ofi_total = 0.0
+        self._ofi_multi_total = 0.0
         self.defer_timers = defer_timers
-        #: Timer work left to ``settle()``, in firing order: (function, args, needs the book); the function
-        #: gets ``args`` and the book's arrays as of the timers (or None).
-        self._deferred: list[tuple[Callable[..., None], tuple, bool]] = []
-        #: While work that needs the book waits: what the diffs applied since changed (see ``settle``).
-        self._undo: _Undo | None = None
+        #: Timer work left to ``settle()``, in firing order: (function, args, the book's arrays as of the timers
+        #: or None); the function gets ``args`` and the arrays.
+        self._deferred: list[tuple[Callable[..., None], tuple, _BookArrays | None]] = []
         self._last_mid = NAN
         self.cvd = Cvd()
         self.vwap = SessionVwap()
@@ -139,12 +145,8 @@ class PairEngine:
         self.bbo_events = 0
         self.feed_gaps = 0
         self._trade_ids = TradeIdGuard()
-        self.crossed = 0
         self.last_book_ts_us = -1
         self.last_price = NAN
-        self.ofi_last = 0.0
-        self.ofi_total = 0.0
-        self.ofi_multi_total = 0.0
         self.depth_imbalance = NAN
         self.last_absorption: AbsorptionSignal | None = None
         self.last_exhaustion: ExhaustionSignal | None = None
@@ -216,24 +218,14 @@ class PairEngine:
             self.clock_us = ts
         self.events += 1
         if t is BookDelta:
-            # Applying a diff reads nothing deferred work writes: it need not wait for it, it only notes
-            # the amounts it replaces, so the work still sees the book of its own time.
-            undo = self._undo
-            if undo is not None:
-                ub, ua = undo
-                levels = self.book.bids.levels
-                for p, _ in ev.bids:  # type: ignore[union-attr]
-                    if p not in ub:
-                        ub[p] = levels.get(p)
-                levels = self.book.asks.levels
-                for p, _ in ev.asks:  # type: ignore[union-attr]
-                    if p not in ua:
-                        ua[p] = levels.get(p)
+            # Queued on the book (deferred work holds the arrays of its own time); applied at the next read.
             res = self.sync.on_delta(ev)  # type: ignore[arg-type]
             if res is DeltaResult.APPLIED:
                 self.last_book_ts_us = ts
-                self._book_changed(True)
+                if self.walls is None:  # the first usable book fixes the market's grid: see it at once
+                    self._sync_book()
             elif res is DeltaResult.GAP:
+                self._sync_book()
                 if self._deferred:
                     self.settle()
                 self._lost_sync()
@@ -241,6 +233,7 @@ class PairEngine:
         if t is BestBidOffer:
             self.bbo_events += 1
             return
+        self._sync_book()
         if self._deferred:  # a snapshot or a gap sees the walls of every scan already due
             self.settle()
         if t is BookSnapshot:
@@ -255,43 +248,60 @@ class PairEngine:
             raise HeliosError(f"unknown event type {t.__name__}")
 
     def _on_snapshot(self, ev: BookSnapshot) -> None:
-        self.sync.on_snapshot(ev)
-        self._ofi_base = False  # no OFI across a snapshot: the change is not order flow
+        book = self.book
+        book.message_kind = fk.APPLY  # the buffered diffs the snapshot replays: applied, not order flow
+        try:
+            self.sync.on_snapshot(ev)
+        finally:
+            book.message_kind = fk.APPLY_COUNT
+        book.flush()
+        book.state[fk.OFI_BASE] = 0  # no OFI across a snapshot: the change is not order flow
         self.last_book_ts_us = ev.ts_us
         if self.sync.in_sync:
-            self._book_changed(False)
+            book.mark_changed()
+            self._sync_book()
         else:  # a buffered diff replayed by the snapshot broke the sequence again
             self._lost_sync()
 
-    def _book_changed(self, count_ofi: bool) -> None:
-        self._book_version += 1
-        n = self._n_levels
-        bids = self.book.bids.best_levels(n)
-        asks = self.book.asks.best_levels(n)
-        if not bids or not asks:
-            self._book_ok = False
-            self._ofi_base = False
+    def _sync_book(self) -> None:
+        """Apply the book's queued messages and take their flow: OFI sums, usable book, best levels (``FlowBook``;
+        ``flow_kernel._book_changed`` is the per-message work). The first usable book fixes the market's grid.
+        Nothing applied since the last call (by this call's flush or a reader's), nothing new: what the engine
+        writes into the flow it also keeps (``_lost_sync``, ``_candle_to_book``)."""
+        book = self.book
+        book.flush()
+        if not book.changed:
             return
-        if bids[0][0] >= asks[0][0]:
-            self.crossed += 1
-            self._book_ok = False
-            self._ofi_base = False
-            return
-        if not self._book_ok and self.walls is None:
-            self._init_market((bids[0][0] + asks[0][0]) / 2.0)
-        self._book_ok = True
-        self.candle.had_book = 1
-        if count_ofi and self._ofi_base:
-            e1, em = ofi_levels(self._prev_bids, self._prev_asks, bids, asks, n)
-            self.ofi_last = e1
-            self.ofi_total += e1
-            self.ofi_multi_total += em
-            c = self.candle
-            c.ofi += e1
-            c.ofi_multi += em
-        self._prev_bids = bids
-        self._prev_asks = asks
-        self._ofi_base = True
+        book.changed = False
+        self._ofi_last, self._ofi_total, self._ofi_multi_total, ofi, ofi_multi = book.flow.tolist()
+        c = self.candle
+        c.ofi = ofi
+        c.ofi_multi = ofi_multi
+        state = book.state
+        c.had_book = int(state[fk.HAD_BOOK])
+        self._crossed = int(state[fk.CROSSED])
+        ok = bool(state[fk.BOOK_OK])
+        if ok:
+            top = book.flow_top
+            self._top = (float(top[0, 0]), float(top[1, 0]), float(top[2, 0]), float(top[3, 0]))
+            if self.walls is None:
+                self._init_market((self._top[0] + self._top[2]) / 2.0)
+        self._ok = ok
+
+    _book_ok = _flow_value("_ok", "The book is in sync, two-sided and not crossed (after the queued messages).")
+    ofi_last = _flow_value("_ofi_last", "OFI at the best level of the last message (base units).")
+    ofi_total = _flow_value("_ofi_total", "OFI at the best level summed since the engine started.")
+    ofi_multi_total = _flow_value("_ofi_multi_total", "OFI over the best ``flow.ofi_levels`` levels summed since the "
+                                  "engine started.")
+    crossed = _flow_value("_crossed", "Messages that left the book crossed (best bid >= best ask).")
+
+    def _candle_to_book(self) -> None:
+        """After the candle was reset: its OFI sums and book flag are where the book's flow continues them."""
+        c = self.candle
+        flow = self.book.flow
+        flow[fk.CANDLE_OFI] = c.ofi
+        flow[fk.CANDLE_OFI_MULTI] = c.ofi_multi
+        self.book.state[fk.HAD_BOOK] = c.had_book
 
     def _init_market(self, mid: float) -> None:
         """Tick, bin size and the heatmap's range are fixed by the first usable book (heatmap columns must
@@ -309,8 +319,9 @@ class PairEngine:
             self.heatmap = Heatmap(s.heatmap, self.bin_size, half_bins)
 
     def _lost_sync(self) -> None:
-        self._book_ok = False
-        self._ofi_base = False
+        self._ok = False
+        self.book.state[fk.BOOK_OK] = 0
+        self.book.state[fk.OFI_BASE] = 0
         self.depth_imbalance = NAN
         if self.walls is not None:
             self.walls.desync(max(self.clock_us, 0))
@@ -321,7 +332,8 @@ class PairEngine:
         if self._next_due < 0:
             self._start_clock(ts)
             return
-        if self._deferred:  # at most one instant's work waits (one undo log)
+        self._sync_book()
+        if self._deferred:  # at most one instant's work waits
             self.settle()
         if ts - self.clock_us > _FAST_FORWARD_US:
             self._fast_forward(ts)
@@ -365,6 +377,7 @@ class PairEngine:
         self._next_bucket = after(BUCKET_US)
         open_us = ts // self.tf_us * self.tf_us
         self.candle.reset(open_us, NAN)
+        self._candle_to_book()
         self._candle_end = open_us + self.tf_us
         start = (ts - self._anchor_us) // _DAY_US * _DAY_US + self._anchor_us
         self.cvd.new_session(start)
@@ -385,18 +398,11 @@ class PairEngine:
         self._next_due = min(self._next_sample, self._next_scan, self._next_bucket, self._candle_end,
                              self._session_end)
 
-    def _book_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self._arrays_version != self._book_version or self._arrays is None:
-            bp, bq = self.book.bids.arrays()
-            ap, aq = self.book.asks.arrays()
-            self._arrays = (bp, bq, ap, aq)
-            self._arrays_version = self._book_version
-        return self._arrays
+    def _book_arrays(self) -> _BookArrays:
+        return self.book.arrays()
 
     def _defer(self, fn: Callable[..., None], args: tuple, needs_book: bool) -> None:
-        self._deferred.append((fn, args, needs_book))
-        if needs_book and self._undo is None:
-            self._undo = ({}, {})
+        self._deferred.append((fn, args, self._book_arrays() if needs_book else None))
 
     @property
     def unsettled(self) -> bool:
@@ -406,31 +412,11 @@ class PairEngine:
     def settle(self) -> None:
         """Do the deferred timer work, in the order it fell due (a no-op without deferral)."""
         jobs, self._deferred = self._deferred, []
-        undo, self._undo = self._undo, None
-        arrays: _BookArrays | None = None
-        for fn, args, needs_book in jobs:
-            if needs_book and arrays is None:
-                arrays = self._arrays_before(undo)
-            fn(*args, arrays if needs_book else None)
-
-    def _arrays_before(self, undo: _Undo | None) -> _BookArrays:
-        """The book's arrays as they were before the diffs noted in ``undo``."""
-        if undo is None or not (undo[0] or undo[1]):
-            return self._book_arrays()
-        sides = []
-        for levels, changed in ((self.book.bids.levels, undo[0]), (self.book.asks.levels, undo[1])):
-            if changed:
-                levels = dict(levels)
-                for p, q in changed.items():
-                    if q is None:
-                        levels.pop(p, None)
-                    else:
-                        levels[p] = q
-            sides.append(levels)
-        return _arrays(sides[0], sides[1])
+        for fn, args, arrays in jobs:
+            fn(*args, arrays)
 
     def _mid(self) -> float:
-        return (self._prev_bids[0][0] + self._prev_asks[0][0]) / 2.0
+        return (self._top[0] + self._top[2]) / 2.0
 
     def _sample(self, t: int) -> None:
         hm = self.heatmap
@@ -439,7 +425,7 @@ class PairEngine:
         if self._book_ok:
             mid = self._mid()
             self._last_mid = mid
-            scalars = (self._prev_bids[0][0], self._prev_asks[0][0], self.cvd.total, self.ofi_total)
+            scalars = (self._top[0], self._top[2], self.cvd.total, self.ofi_total)
             if self.defer_timers:
                 self._defer(self._sample_column, (hm, t, mid, hm.take_trades(), scalars), True)
             else:
@@ -500,7 +486,7 @@ class PairEngine:
         ppoc, pvah, pval = self._prev_session_levels
         v, u1, l1, u2, l2 = self.vwap.bands()
         if self._book_ok:
-            (pb, qb), (pa, qa) = self._prev_bids[0], self._prev_asks[0]
+            pb, qb, pa, qa = self._top
             mid, spread = (pb + pa) / 2.0, pa - pb
             qi, wm, di = queue_imbalance(qb, qa), weighted_mid(pb, qb, pa, qa), self.depth_imbalance
             bw = self.walls.nearest("bid") if self.walls is not None else None
@@ -527,19 +513,22 @@ class PairEngine:
         if self.walls is not None:
             self.walls.new_candle()
         self.candle.reset(t, self.candle.close)
-        self.candle.had_book = int(self._book_ok)  # the book the new candle opens with
+        self.candle.had_book = int(self._ok)  # the book the new candle opens with (synced by _advance)
+        self._candle_to_book()
         if self.on_candle is not None:
             self.on_candle(cf)
 
     def partial_candle(self) -> CandleFeatures | None:
         """The candle still open, with its values so far (None before any event). Not a closed candle: its
         values change until it closes."""
+        self._sync_book()
         if self._deferred:
             self.settle()
         return None if self.clock_us < 0 else self._candle_features()
 
     # -- state ---------------------------------------------------------------------------------------
     def health(self) -> BookHealth:
+        self._sync_book()
         s = self.sync
         return BookHealth(
             s.in_sync, self._book_ok, s.snapshots, s.applied, s.stale_dropped, s.gaps, s.buffer_overflows,
@@ -550,6 +539,7 @@ class PairEngine:
         """What a checkpoint keeps (``recording/checkpoints.py``): everything but the heatmap's ring of columns
         (11 MB that only the page draws: its grid is kept, and a restored engine starts an empty ring on it) and
         the candle callback (a function of the process that set it)."""
+        self._sync_book()
         state = self.__dict__.copy()
         hm = state.get("heatmap")
         if isinstance(hm, Heatmap):
@@ -565,9 +555,10 @@ class PairEngine:
 
     def snapshot(self) -> PairState:
         """An immutable view of the engine now (safe to hand to other threads)."""
+        self._sync_book()
         ok = self._book_ok
         if ok:
-            (pb, qb), (pa, qa) = self._prev_bids[0], self._prev_asks[0]
+            pb, qb, pa, qa = self._top
             mid: float | None = (pb + pa) / 2.0
             spread: float | None = pa - pb
             qi, wm = queue_imbalance(qb, qa), weighted_mid(pb, qb, pa, qa)
@@ -592,11 +583,3 @@ class PairEngine:
             self.heatmap.columns(self.heatmap_columns) if self.heatmap is not None else None,
             self.last_candle, self.candles_closed,
         )
-
-
-def _arrays(bids: dict[float, float], asks: dict[float, float]) -> _BookArrays:
-    """(bid prices, bid sizes, ask prices, ask sizes) of a book's levels, ascending by price: sums over
-    them then do not depend on the order the levels were inserted in (a deferred timer's book is rebuilt)."""
-    bp, bq = sorted_arrays(bids)
-    ap, aq = sorted_arrays(asks)
-    return bp, bq, ap, aq

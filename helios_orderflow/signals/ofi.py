@@ -15,7 +15,9 @@
 - Depth imbalance: ``(B - A) / (B + A)`` where B and A are the resting sizes within mid +/- X bps.
 
 ``TopLevels`` keeps a side's best levels up to date from level changes, so the top N is known after every
-message without sorting the whole side (see its docstring).
+message without sorting the whole side (see its docstring); the engine before its compiled book
+(``book/flow_book.py``) used it, and the tests keep it as their oracle. The engine's OFI is ``ofi_term`` compiled,
+summed as ``ofi_levels`` sums it (``book/flow_kernel.py``).
 """
 
 from __future__ import annotations
