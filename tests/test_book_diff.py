@@ -114,6 +114,37 @@ def test_no_level_change_gives_no_event_and_no_nonce_gives_unsequenced_deltas_at
     assert (d.first_update_id, d.update_id, d.prev_update_id) == (NO_ID, NO_ID, NO_ID) and d.ts_us == 125
 
 
+def test_a_tracked_ccxt_book_that_ccxt_drops_is_freed_at_once_without_the_garbage_collector():
+    # A Freqtrade process runs no full collection (its gc thresholds): a book kept alive by a reference cycle
+    # would wait there with all its levels (the soak's bot: +1.4 MB a minute). Reference counting alone must
+    # free the book, and the tracking must still see every change.
+    import gc
+    import weakref
+
+    differ = BookDiffer("binance", "X/USDT", depth=10)
+    ob = CcxtOrderBook({}, 10)
+    ob.reset({"bids": [[10.0, 1.0], [9.0, 2.0]], "asks": [[11.0, 1.0]], "nonce": 1, "timestamp": 1})
+    differ.observe(ob, 1)
+    ob["bids"].store(9.5, 3.0)
+    ob["asks"].store(11.0, 0.0)
+    ob["nonce"] = 2
+    d = differ.observe(ob, 2)
+    assert d.bids == ((9.5, 3.0),) and d.asks == ((11.0, 0.0),)
+    assert getattr(ob["bids"], "_helios_tracker", None) is not None  # tracked (the incremental path)
+    sides = weakref.ref(ob["bids"]), weakref.ref(ob["asks"])
+    gc.disable()
+    try:
+        del ob, d
+        # a resync: ccxt starts a new book, and the differ's next observation lets go of the old one's sides
+        differ.reset()
+        fresh = CcxtOrderBook({}, 10)
+        fresh.reset({"bids": [[10.0, 1.0]], "asks": [[11.0, 1.0]], "nonce": 5, "timestamp": 5})
+        assert isinstance(differ.observe(fresh, 5), BookSnapshot)
+        assert sides[0]() is None and sides[1]() is None
+    finally:
+        gc.enable()
+
+
 def test_reset_makes_the_next_observation_a_snapshot_and_crossed_books_are_seen():
     differ = BookDiffer("binance", "X/USDT", depth=5)
     ob = CcxtOrderBook({}, 5)

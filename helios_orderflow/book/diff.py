@@ -39,6 +39,7 @@ in arrival order. ``prev_update_id`` is always ``NO_ID`` (the spot rule is the o
 from __future__ import annotations
 
 import contextlib
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -88,7 +89,13 @@ def _ordered(changes: dict[float, float], descending: bool) -> Levels:
 
 class _Tracker:
     """Notes every price ccxt stores into, or pops from, one plain ccxt book side; ``cleared`` when the
-    side was emptied (a resync refills it in place). Installed on the side object itself."""
+    side was emptied (a resync refills it in place). Installed on the side object itself.
+
+    The wrappers reach the side through a weak reference and its class's functions, never a bound method of
+    the side: a bound method kept in the side's own ``__dict__`` makes a reference cycle, and every book ccxt
+    drops (one per resync) would then wait, with all its levels, for a full collection of the garbage
+    collector, which never comes in a Freqtrade process (``live/gc_pacer.py``). Measured in the soak's bot:
+    +1.4 MB a minute of such books."""
 
     __slots__ = ("cleared", "touched")
 
@@ -96,20 +103,22 @@ class _Tracker:
         self.touched: set[float] = set()
         self.cleared = False
         touched_add = self.touched.add
-        store, pop, clear = side.storeArray, side.pop, side.clear
+        cls = type(side)
+        store, pop, clear = cls.storeArray, cls.pop, cls.clear
+        ref = weakref.ref(side)
 
-        def store_array(delta: Any, _store: Any = store) -> Any:
+        def store_array(delta: Any) -> Any:
             touched_add(delta[0])
-            return _store(delta)
+            return store(ref(), delta)
 
-        def pop_(*args: Any, _pop: Any = pop) -> Any:
-            row = _pop(*args)
+        def pop_(*args: Any) -> Any:
+            row = pop(ref(), *args)
             touched_add(row[0])
             return row
 
-        def clear_(_clear: Any = clear) -> None:
+        def clear_() -> None:
             self.cleared = True
-            _clear()
+            clear(ref())
 
         side.storeArray, side.pop, side.clear = store_array, pop_, clear_
         side._helios_tracker = self
