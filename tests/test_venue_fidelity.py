@@ -66,6 +66,7 @@ from helios_orderflow.importers import ImportStats, iter_import
 from helios_orderflow.recording.reader import read_events
 from tests._signals import interruptible
 from tests.exchange_fixtures import book_samples
+from tests.waits import process_exited, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -149,13 +150,7 @@ def _has_recorded(out: Path, books: dict[str, int], trades: dict[str, int]) -> b
 
 
 def _wait(what: str, done, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if proc.poll() is not None:
-            pytest.fail(f"helios record exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}:\n{log.read_text()}")
-        time.sleep(0.05)
+    wait_for(done, timeout_s, what, alive=process_exited(proc, "helios record"), detail=log.read_text)
 
 
 @pytest.mark.parametrize("venue", list(CASES))

@@ -50,6 +50,7 @@ from tests.exchange_fixtures import (
     with_every_trade,
 )
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
+from tests.waits import HANG_S, beside, read_ws_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,27 +74,23 @@ def eu_client(handle: Any) -> Any:
     return ex
 
 
-async def raw_book_ids(handle: Any, seconds: float, stream: str = "ob.BTC_USDT.400") -> list[tuple[int, int]]:
-    """(U, u) of every ``spot.obu`` delta of ``stream`` a plain websocket client receives for ``seconds``
+async def raw_book_ids(handle: Any, stop: asyncio.Event, stream: str = "ob.BTC_USDT.400") -> list[tuple[int, int]]:
+    """(U, u) of every ``spot.obu`` delta of ``stream`` a plain websocket client receives until ``stop`` is set
     (truncated frames are skipped)."""
     ids: list[tuple[int, int]] = []
+
+    def take(text: str) -> None:
+        try:
+            d = json.loads(text)
+        except ValueError:
+            return
+        r = d.get("result") or {}
+        if d.get("channel") == "spot.obu" and "U" in r:
+            ids.append((r["U"], r["u"]))
+
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url(handle)) as ws:
         await ws.send_str(json.dumps({"time": 0, "channel": "spot.obu", "event": "subscribe", "payload": [stream]}))
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                msg = await ws.receive(timeout=max(0.05, end - time.monotonic()))
-            except TimeoutError:
-                break
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            try:
-                d = json.loads(msg.data)
-            except ValueError:
-                continue
-            r = d.get("result") or {}
-            if d.get("channel") == "spot.obu" and "U" in r:
-                ids.append((r["U"], r["u"]))
+        await read_ws_until(ws, take, stop.is_set, HANG_S, "the followers to finish", closed_ok=True)
     return ids
 
 
@@ -175,13 +172,24 @@ def test_websocket_acks_refuses_pongs_and_sends_contiguous_gate_ids():
             await ws.send_str(sub(7, "spot.candlesticks", ["1m", "BTC_USDT"]))
             await ws.send_str(json.dumps({"time": 0, "channel": "spot.ping"}))
             await ws.send_str("{not json")
-            end = time.monotonic() + 3.5
-            while time.monotonic() < end:
-                d = json.loads((await ws.receive(timeout=2)).data)
+            def take(text: str) -> None:
+                d = json.loads(text)
                 if d.get("event") == "update":
                     frames.setdefault(d["channel"], []).append(d)
                 else:
                     replies.append(d)
+
+            def done() -> bool:  # every reply, and enough of every stream for the checks below
+                ids = {r.get("id") for r in replies}
+                return (ids >= set(range(1, 8)) and any(r["channel"] == "spot.pong" for r in replies)
+                        and any(r.get("error", {}).get("code") == 1 for r in replies)
+                        and len(frames.get("spot.obu", [])) >= 26
+                        and len(frames.get("spot.order_book_update", [])) >= 25
+                        and len(frames.get("spot.trades", [])) >= 2
+                        and all(frames.get(c) for c in ("spot.book_ticker", "spot.candlesticks")))
+
+            await read_ws_until(ws, take, done, 60, "every reply, 26 obu frames, 25 diffs, 2 trades, a ticker "
+                                                    "and a candle")
         return replies, frames
 
     with synthetic_server(["BTC/USDT"], venue=VENUE) as handle:
@@ -254,11 +262,11 @@ def test_ccxt_follows_three_pairs_for_a_minute_on_both_obu_depths_with_every_tra
 
 # ---- faults ------------------------------------------------------------------------------------------------
 async def follow_with_fault(handle: Any, client: Any, seconds: float, depth: int = 100) -> tuple[dict, list]:
-    """Follow ``PAIRS[:2]`` for ``seconds`` while a raw client records the BTC ``ob.X.400`` ids."""
+    """Follow ``PAIRS[:2]`` for ``seconds`` while a raw client records the BTC ``ob.X.400`` ids (until the
+    follow ends)."""
     await client.load_markets()
-    raw = asyncio.ensure_future(raw_book_ids(handle, seconds))
-    stats = await follow_books(client, handle, PAIRS[:2], seconds, depth=depth)
-    return stats, await raw
+    return await beside(follow_books(client, handle, PAIRS[:2], seconds, depth=depth),
+                        lambda stop: raw_book_ids(handle, stop))
 
 
 @pytest.mark.slow
@@ -390,8 +398,9 @@ def test_the_eu_channel_syncs_from_rest_and_ccxt_raises_on_a_broken_chain(spec: 
 # ---- the live feed ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_feed_follows_three_gate_pairs_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
-    """20 s healthy; every recorded book state equals the server's top 100 at its ``u``; Gate's trade ids in
-    order, once; the ``U``/``u`` check never fires (tests/exchange_fixtures.py says what is held)."""
+    """Healthy over 200 book updates a pair (~20 s); every recorded book state equals the server's top 100 at its
+    ``u``; Gate's trade ids in order, once; the ``U``/``u`` check never fires (tests/exchange_fixtures.py says what
+    is held)."""
     run = feed_rebuilds_the_servers_books(VENUE, PAIRS, tmp_path)
     print(f"gate feed: book states compared {run.compared}, trades {run.trades}")
 

@@ -57,6 +57,7 @@ from tests.exchange_fixtures import (
     exchange_process,
     feed_declares_gaps,
     feed_rebuilds_the_servers_books,
+    rest_book_results,
     synthetic_recording,
     synthetic_server,
     trades_published,
@@ -64,6 +65,7 @@ from tests.exchange_fixtures import (
     with_every_trade,
 )
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
+from tests.waits import HANG_S, beside, read_ws_until
 
 pytestmark = pytest.mark.integration
 
@@ -219,30 +221,26 @@ async def bullet(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     return dict(body["data"])
 
 
-async def raw_level2(url: str, seconds: float, symbol: str = "BTC-USDT") -> list[dict[str, Any] | str]:
-    """Every ``/market/level2`` frame for ``seconds`` (parsed; a frame that is not JSON as its text)."""
+async def raw_level2(url: str, stop: asyncio.Event, symbol: str = "BTC-USDT") -> list[dict[str, Any] | str]:
+    """Every ``/market/level2`` frame until ``stop`` is set (parsed; a frame that is not JSON as its text)."""
     out: list[dict[str, Any] | str] = []
+
+    def take(text: str) -> None:
+        try:
+            d = json.loads(text)
+        except ValueError:
+            out.append(text)
+            return
+        if d.get("subject") == "trade.l2update":
+            out.append(d)
+
     async with aiohttp.ClientSession() as session:
         b = await bullet(session, url)
         server = b["instanceServers"][0]
         async with session.ws_connect(f"{server['endpoint']}?token={b['token']}&connectId=raw") as ws:
             await ws.send_str(json.dumps({"id": "1", "type": "subscribe", "topic": f"/market/level2:{symbol}",
                                           "response": True}))
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                try:
-                    msg = await ws.receive(timeout=max(0.05, end - time.monotonic()))
-                except TimeoutError:
-                    break
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                try:
-                    d = json.loads(msg.data)
-                except ValueError:
-                    out.append(msg.data)
-                    continue
-                if d.get("subject") == "trade.l2update":
-                    out.append(d)
+            await read_ws_until(ws, take, stop.is_set, HANG_S, "the followers to finish", closed_ok=True)
     return out
 
 
@@ -327,13 +325,23 @@ def test_websocket_welcomes_acks_pongs_and_sends_contiguous_kucoin_sequences():
                     await ws.send_str(json.dumps({"id": rid, "type": "subscribe", "topic": topic,
                                                   "privateChannel": False, "response": True}))
                 await ws.send_str(json.dumps({"id": "8", "type": "ping"}))
-                end = time.monotonic() + 4.0
-                while time.monotonic() < end:
-                    d = json.loads((await ws.receive(timeout=2)).data)
-                    if d.get("type") == "message":
-                        got["frames"].setdefault(d["topic"], []).append(d)
-                    else:
-                        got["replies"].append(d)
+                frames, replies = got["frames"], got["replies"]
+
+                def take(text: str) -> None:
+                    d = json.loads(text)
+                    (frames.setdefault(d["topic"], []) if d.get("type") == "message" else replies).append(d)
+
+                def done() -> bool:  # every reply, and enough of every topic for the checks below
+                    n = {t: len(f) for t, f in frames.items()}
+                    return (len(replies) >= 8 and all(n.get(f"/market/level2:{s}", 0) >= 20
+                                                      for s in ("BTC-USDT", "ETH-USDT"))
+                            and n.get("/market/match:BTC-USDT", 0) >= 5
+                            and all(n.get(t) for t in ("/spotMarket/level1:BTC-USDT", "/market/ticker:BTC-USDT",
+                                                       "/market/candles:BTC-USDT_1min",
+                                                       "/spotMarket/level2Depth5:ETH-USDT")))
+
+                await read_ws_until(ws, take, done, 60, "eight replies, 20 level2 messages a pair, 5 trades and "
+                                                        "every other topic")
         return got
 
     with synthetic_server(PAIRS, venue=VENUE) as handle:
@@ -438,19 +446,11 @@ def run_fault(spec: str, seconds: float = 6.0, ping_interval_s: float = 20.0, re
             await ex.load_markets()
             if bare is not None:
                 await bare.load_markets()
-            raw_task = asyncio.ensure_future(raw_level2(handle.url, seconds))
             followers = [follow_books(ex, handle, SYMS, seconds, ranges)]
             if bare is not None:
                 followers.append(follow_books(bare, handle, SYMS, seconds, bare_ranges))
-            results = await asyncio.gather(*followers)
-            raw = await raw_task
-            rest_errors = []
-            for _ in range(rest_calls):
-                try:
-                    await rest.fetch_order_book("BTC/USDT", 100)
-                    rest_errors.append("ok")
-                except Exception as exc:
-                    rest_errors.append(type(exc).__name__)
+            results, raw = await beside(asyncio.gather(*followers), lambda stop: raw_level2(handle.url, stop))
+            rest_errors = await rest_book_results(rest, "BTC/USDT", 100, rest_calls)
             converged = await converge(ex, handle, SYMS, ranges)
         finally:
             for client in (ex, bare, rest):
@@ -550,9 +550,9 @@ def feed_settings(**feed: Any) -> HeliosSettings:
 
 @pytest.mark.slow
 def test_the_feed_follows_three_kucoin_pairs_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
-    """20 s healthy; every recorded book state equals the server's at its sequence over the top 20 (the feed asks
-    ccxt for 100 levels, all KuCoin's public snapshot has: deeper, see the module doc); KuCoin's trade ids in
-    order, once (tests/exchange_fixtures.py says what else is held)."""
+    """Healthy over 200 book updates a pair (~20 s); every recorded book state equals the server's at its sequence over
+    the top 20 (the feed asks ccxt for 100 levels, all KuCoin's public snapshot has: deeper, see the module doc);
+    KuCoin's trade ids in order, once (tests/exchange_fixtures.py says what else is held)."""
     run = feed_rebuilds_the_servers_books(VENUE, PAIRS, tmp_path, feed_settings(), exact_depth=20)
     print(f"kucoin feed: healthy after {run.healthy_after_s:.1f} s; book states compared {run.compared}, whole "
           f"top 100 equal {run.whole_depth_equal}; trades {run.trades}")

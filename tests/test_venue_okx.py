@@ -21,6 +21,7 @@ import json
 import time
 import urllib.request
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from tests.exchange_fixtures import (
     with_every_trade,
 )
 from tests.venue_dry_run import freqtrade_dry_run_opens_a_trade
-from tests.waits import wait_for
+from tests.waits import HANG_S, beside, read_ws_until, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -180,29 +181,29 @@ def test_ccxt_reads_okx_spot_and_swap_markets_books_candles_tickers_trades_and_f
 
 
 # ---- websocket protocol --------------------------------------------------------------------------------------------
-async def raw_books(handle: Any, seconds: float, inst_id: str = "BTC-USDT") -> tuple[list[Any], list[str]]:
-    """Subscribe ``books`` on a raw socket and read for ``seconds``: (parsed book messages, other text frames)."""
+async def raw_books(handle: Any, enough: Callable[[list[Any]], Any], inst_id: str = "BTC-USDT",
+                    closed_ok: bool = False) -> tuple[list[Any], list[str]]:
+    """Subscribe ``books`` on a raw socket and read until ``enough(books so far)``: (parsed book messages, other
+    text frames). ``closed_ok``: a reader beside a fault, which a server close ends and which lasts as long as
+    what it reads beside (bounded by ``HANG_S`` only)."""
     url = handle.url.replace("http://", "ws://") + "/ws/v5/public"
     books: list[Any] = []
     other: list[str] = []
+
+    def take(text: str) -> None:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None  # a truncated frame (the malformed fault)
+        if isinstance(parsed, dict) and "action" in parsed:
+            books.append(parsed)
+        else:
+            other.append(text)
+
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
         await ws.send_str(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": inst_id}]}))
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                msg = await ws.receive(timeout=max(0.05, end - time.monotonic()))
-            except TimeoutError:
-                break
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            try:
-                parsed = json.loads(msg.data)
-            except ValueError:
-                parsed = None  # a truncated frame (the malformed fault)
-            if isinstance(parsed, dict) and "action" in parsed:
-                books.append(parsed)
-            else:
-                other.append(msg.data)
+        await read_ws_until(ws, take, lambda: enough(books), HANG_S if closed_ok else 60,
+                            f"{inst_id} books messages", closed_ok=closed_ok)
     return books, other
 
 
@@ -260,7 +261,7 @@ def test_websocket_acks_refuses_pongs_and_chains_seqids_with_okx_checksums():
             while (text := await ws.receive_str(timeout=5)).startswith('{"arg"'):
                 pass  # trades sent before the request was read
             assert json.loads(text)["event"] == "unsubscribe"
-        books, _ = await raw_books(handle, 4.0)
+        books, _ = await raw_books(handle, lambda got: len(got) >= 20)
         assert books[0]["action"] == "snapshot" and len(books) >= 20
         snap = books[0]["data"][0]
         assert len(snap["bids"]) > 50 and snap["bids"][0][2:] == ["0", "1"]
@@ -268,7 +269,7 @@ def test_websocket_acks_refuses_pongs_and_chains_seqids_with_okx_checksums():
         ok, bad, breaks = rebuild_checks(books)
         assert (ok, bad, breaks) == (len(books), 0, 0)
         # the swap: sizes are whole contracts
-        swap_books, _ = await raw_books(handle, 1.5, "BTC-USDT-SWAP")
+        swap_books, _ = await raw_books(handle, lambda got: len(got) >= 10, "BTC-USDT-SWAP")
         assert all(sz.isdigit() for px, sz, _, _ in swap_books[0]["data"][0]["asks"])
         assert rebuild_checks(swap_books)[1:] == (0, 0)
         # candles on the business URL
@@ -370,9 +371,9 @@ async def run_client_fault(spec: str, seconds: float = 6.0, keep_alive_ms: int |
         ex = checked(ccxt_client(handle, keep_alive_ms=keep_alive_ms), problems)
         try:
             await ex.load_markets()
-            raw_task = asyncio.ensure_future(raw_books(handle, seconds))
-            stats = await follow_books(ex, handle, PAIR, seconds)
-            books, other = await raw_task
+            stats, (books, other) = await beside(
+                follow_books(ex, handle, PAIR, seconds),
+                lambda stop: raw_books(handle, lambda _: stop.is_set(), closed_ok=True))
             handle.call(lambda: setattr(handle.server.faults, "after_s", 1e12))  # the fault clears
             converged = await converge(ex, handle, PAIR)
             counts = handle.fault_counts()
@@ -475,8 +476,8 @@ def test_rest_faults_reach_rest_callers_as_okx_errors_and_the_websocket_book_is_
 # ---- the live feed ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_feed_follows_three_okx_pairs_and_its_recording_rebuilds_the_servers_books(tmp_path: Path):
-    """20 s healthy; every recorded book state equals the server's top 100 at its seqId; OKX's trade ids in order,
-    once; no checksum mismatch over the run (tests/exchange_fixtures.py says what is held)."""
+    """Healthy over 200 book updates a pair (~20 s); every recorded book state equals the server's top 100 at its seqId;
+    OKX's trade ids in order, once; no checksum mismatch over the run (tests/exchange_fixtures.py says what is held)."""
     run = feed_rebuilds_the_servers_books(VENUE, SPOT, tmp_path)
     print(f"okx feed: book states compared {run.compared}, trades {run.trades}")
 
@@ -486,7 +487,7 @@ def test_the_feed_states_okx_swap_books_and_trades_in_base_units_not_contracts(t
     """On OKX swaps ccxt counts sizes in contracts of ``ctVal`` base (0.01 BTC on the real BTC-USDT-SWAP; the lot
     step here); the feed's events carry base units, as on every other venue, so walls, CVD and VWAP volumes mean
     the same on every venue: every recorded book state and trade amount equals the server's base quantities."""
-    run = feed_rebuilds_the_servers_books(VENUE, SWAPS, tmp_path, seconds=10.0, min_compared=75, market="linear")
+    run = feed_rebuilds_the_servers_books(VENUE, SWAPS, tmp_path, updates=100, min_compared=75, market="linear")
     assert all(run.health[s].bbo > 0 for s in SWAPS)
     print(f"okx swap feed: book states compared {run.compared}, trades {run.trades}")
 

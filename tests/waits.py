@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+
+#: The bound on a hang for a read that something else ends (an event): generous, never reached when it works.
+HANG_S = 300.0
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, every: Callable[[], None] | None = None,
@@ -46,3 +54,39 @@ async def wait_for_async(cond: Callable[[], Any], timeout_s: float, what: str, p
 def process_exited(proc: Any, name: str = "the process") -> Callable[[], str | None]:
     """An ``alive`` check for ``wait_for``: says so once ``proc`` (a ``subprocess.Popen``) has exited."""
     return lambda: None if proc.poll() is None else f"{name} exited ({proc.returncode})"
+
+
+async def read_ws_until(ws: Any, take: Callable[[str], Any], done: Callable[[], Any], timeout_s: float, what: str,
+                        closed_ok: bool = False, poll_s: float = 0.25) -> None:
+    """Hand every text frame of the aiohttp websocket ``ws`` to ``take`` until ``done()`` holds (checked after
+    each frame, and every ``poll_s`` while none comes, so that ``done`` may be an event set elsewhere). A close
+    by the server ends the read when ``closed_ok`` (a fault under test), else fails; so does ``timeout_s`` (a
+    bound on a hang), naming ``what``."""
+    t0 = time.monotonic()
+    while not done():
+        left = timeout_s - (time.monotonic() - t0)
+        if left <= 0:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        try:
+            msg = await ws.receive(timeout=min(poll_s, left))
+        except TimeoutError:
+            continue
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            take(msg.data)
+        elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                          aiohttp.WSMsgType.ERROR):
+            if closed_ok:
+                return
+            raise AssertionError(f"the server closed the websocket ({msg.type.name}) while waiting for {what}")
+
+
+async def beside(follow: Awaitable[T], reader: Callable[[asyncio.Event], Awaitable[R]]) -> tuple[T, R]:
+    """Run ``reader(stop)`` (a raw client reading until ``stop`` is set) beside ``follow`` and stop it when
+    ``follow`` ends, however it ends: (what ``follow`` returned, what the reader returned)."""
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(reader(stop))
+    try:
+        result = await follow
+    finally:
+        stop.set()
+    return result, await task
