@@ -22,19 +22,11 @@ from helios_orderflow.live.feed import Feed
 from helios_orderflow.live.warmup import warm_engine
 from helios_orderflow.recording.checkpoints import checkpoints
 from helios_orderflow.recording.reader import read_events
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
 STAYS, LEAVES, JOINS = "BTC/USDT", "ETH/USDT", "SOL/USDT"
-
-
-def wait_for(cond: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _subscribed(exchange: Any) -> set[str]:
@@ -51,7 +43,7 @@ def test_a_pair_joins_and_one_leaves_without_disturbing_the_pair_that_stays(venu
         feed.start()
         try:
             state = feed.state
-            wait_for(lambda: all(state.is_healthy(s) and state.get(s).health.trades > 0 for s in (STAYS, LEAVES)),
+            wait_for(lambda: all(state.is_healthy(s) and state.get(s).health.trades > 0 for s in (STAYS, LEAVES)), 60,
                      "both pairs healthy with trades")
             before_topics = _subscribed(exchange)
             leaves_book = {t for t in before_topics if _names(t, LEAVES) and ("depth" in t or t.startswith("books"))}
@@ -65,20 +57,22 @@ def test_a_pair_joins_and_one_leaves_without_disturbing_the_pair_that_stays(venu
             assert (joined, left) == ((JOINS,), (LEAVES,))
             assert feed.symbols == (STAYS, JOINS)
             wait_for(lambda: state.get(JOINS) is not None and state.is_healthy(JOINS)
-                     and state.get(JOINS).health.trades > 0, "the pair that joined healthy with trades")
-            wait_for(lambda: state.get(LEAVES) is None, "the pair that left dropped from the state")
-            wait_for(lambda: not (_subscribed(exchange) & leaves_book), "the book of the pair that left unsubscribed")
-            wait_for(lambda: state.get(STAYS).health.book_updates > events_before + 20, "the pair that stays going on")
+                     and state.get(JOINS).health.trades > 0, 60, "the pair that joined healthy with trades")
+            wait_for(lambda: state.get(LEAVES) is None, 60, "the pair that left dropped from the state")
+            wait_for(lambda: not (_subscribed(exchange) & leaves_book),
+                     60, "the book of the pair that left unsubscribed")
+            wait_for(lambda: state.get(STAYS).health.book_updates > events_before + 20,
+                     60, "the pair that stays going on")
             assert state.symbols == (STAYS, JOINS)
             assert state.problems(LEAVES) and "not fed" in state.problems(LEAVES)[0]
             # it comes back once the checkpoint of its leaving is written (its session then continues from it):
             # a fresh book, and the trades subscription it never left (one subscriber per topic)
-            wait_for(lambda: {c.path.name for c in checkpoints(tmp_path / "rec", venue, LEAVES)} - before_leaving,
+            wait_for(lambda: {c.path.name for c in checkpoints(tmp_path / "rec", venue, LEAVES)} - before_leaving, 60,
                      "the checkpoint of the pair's leaving")
             back_us = time.time_ns() // 1000
             assert feed.set_pairs([STAYS, JOINS, LEAVES]) == ((LEAVES,), ())
             wait_for(lambda: state.get(LEAVES) is not None and state.is_healthy(LEAVES)
-                     and state.get(LEAVES).health.trades > 10, "the pair that came back healthy with trades")
+                     and state.get(LEAVES).health.trades > 10, 60, "the pair that came back healthy with trades")
             subs = exchange.call(lambda: {t: len(c) for (_m, t), c in exchange.server.hub.subs.items() if c})
             assert all(n == 1 for t, n in subs.items() if _names(t, LEAVES)), subs
             assert state.get(LEAVES).health.duplicate_trades == 0
@@ -87,8 +81,8 @@ def test_a_pair_joins_and_one_leaves_without_disturbing_the_pair_that_stays(venu
             try:
                 final = {s: exchange.book(s, 50) for s in symbols}
                 wait_for(lambda: all(state.get(s).best_bid == final[s][1][0][0]
-                                     and state.get(s).best_ask == final[s][2][0][0] for s in symbols),
-                         "the feed at the exchange's final books", 10)
+                                     and state.get(s).best_ask == final[s][2][0][0] for s in symbols), 10,
+                         "the feed at the exchange's final books")
             finally:
                 exchange.resume()
             stays = state.get(STAYS).health
@@ -150,26 +144,26 @@ def test_a_pair_that_leaves_and_comes_back_continues_its_session_and_equals_a_re
                     timeframe=tf)
         feed.start()
         try:
-            wait_for(lambda: len(feed.state.history(LEAVES)) >= 6, "6 candles of the pair that will leave")
+            wait_for(lambda: len(feed.state.history(LEAVES)) >= 6, 60, "6 candles of the pair that will leave")
             before = {c.path.name for c in checkpoints(rec, "binance", LEAVES)}
             feed.set_pairs([STAYS])
             # the checkpoint of its leaving: the newest, written once its last events are on disk
             wait_for(lambda: checkpoints(rec, "binance", LEAVES)
-                     and checkpoints(rec, "binance", LEAVES)[0].path.name not in before,
-                     "the checkpoint written as the pair left", timeout_s=120)
+                     and checkpoints(rec, "binance", LEAVES)[0].path.name not in before, 120,
+                     "the checkpoint written as the pair left")
             left = checkpoints(rec, "binance", LEAVES)[0]
             # one written before the leaving is not enough for a pair this process followed: refused
             assert warm_engine(rec, "binance", LEAVES, settings, tf, min_clock_us=left.clock_us + 1).engine is None
             candles_at_leaving = len(feed.state.history(STAYS))
-            wait_for(lambda: len(feed.state.history(STAYS)) >= candles_at_leaving + 2, "two candles while away")
+            wait_for(lambda: len(feed.state.history(STAYS)) >= candles_at_leaving + 2, 60, "two candles while away")
             with caplog.at_level(logging.INFO, logger="helios_orderflow.live.feed"):
                 assert feed.set_pairs([STAYS, LEAVES]) == ((LEAVES,), ())
             assert any(r.getMessage().startswith(f"helios: {LEAVES} continues its recorded session")
                        for r in caplog.records), [r.getMessage() for r in caplog.records]
             # its first publication carries the candle history it left with
-            wait_for(lambda: len(feed.state.history(LEAVES)) >= 6, "the pair published again")
+            wait_for(lambda: len(feed.state.history(LEAVES)) >= 6, 60, "the pair published again")
             back = len(feed.state.history(LEAVES))
-            wait_for(lambda: len(feed.state.history(LEAVES)) >= back + 6, "6 candles after it came back")
+            wait_for(lambda: len(feed.state.history(LEAVES)) >= back + 6, 60, "6 candles after it came back")
         finally:
             feed.stop()
             feed.wait_recording(10)
@@ -208,7 +202,7 @@ def test_pairs_set_before_start_are_the_ones_followed_and_an_empty_list_is_refus
             feed.set_pairs([])
         feed.start()
         try:
-            wait_for(lambda: feed.state.is_healthy(JOINS), "the only pair healthy")
+            wait_for(lambda: feed.state.is_healthy(JOINS), 60, "the only pair healthy")
             assert feed.stats.by_symbol[JOINS] > 0 and feed.stats.by_symbol[STAYS] == 0
         finally:
             feed.stop()

@@ -7,9 +7,7 @@ goes on instead of starting from zero. Real ccxt.pro client, local exchange, rea
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -21,20 +19,12 @@ from helios_orderflow.features.compute import candles_to_frame, compute_features
 from helios_orderflow.live.feed import Feed
 from helios_orderflow.recording.checkpoints import checkpoints, fingerprint
 from helios_orderflow.recording.reader import read_events
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
 PAIRS = ["BTC/USDT", "ETH/USDT"]
 TF = "2s"
-
-
-def wait_for(cond: Any, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def test_a_restarted_feed_continues_the_session_and_equals_a_replay_of_the_whole_recording(
@@ -45,8 +35,9 @@ def test_a_restarted_feed_continues_the_session_and_equals_a_replay_of_the_whole
         first = Feed("binance", PAIRS, settings, ccxt_config=exchange.ccxt_config(), record_to=rec, timeframe=TF)
         first.start()
         try:
-            wait_for(lambda: all(len(checkpoints(rec, "binance", s)) >= 2 for s in PAIRS), "two checkpoints per pair")
-            wait_for(lambda: all(len(first.state.history(s)) >= 8 for s in PAIRS), "8 candles per pair")
+            wait_for(lambda: all(len(checkpoints(rec, "binance", s)) >= 2 for s in PAIRS),
+                     120, "two checkpoints per pair")
+            wait_for(lambda: all(len(first.state.history(s)) >= 8 for s in PAIRS), 120, "8 candles per pair")
         finally:
             first.stop()
             first.wait_recording(10)
@@ -66,7 +57,7 @@ def test_a_restarted_feed_continues_the_session_and_equals_a_replay_of_the_whole
             replayed = {s: int(r.getMessage().split(", ")[1].split(" recorded")[0])
                         for s, r in zip(PAIRS, [r for r in caplog.records if "continues" in r.getMessage()],
                                         strict=True)}
-            wait_for(lambda: all(len(second.state.history(s)) >= stopped_candles[s] + 6 for s in PAIRS),
+            wait_for(lambda: all(len(second.state.history(s)) >= stopped_candles[s] + 6 for s in PAIRS), 120,
                      "6 candles after the restart")
         finally:
             second.stop()
