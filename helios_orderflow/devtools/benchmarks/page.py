@@ -19,15 +19,22 @@ profiles, candle panes). Each push still carries whole columns, applied as live 
   up to its next painted frame, and both (assets/live.js ``heliosTimings.update``).
 - ``page_heap_at_market_min`` / ``page_heap_mb``: the page's used JS heap (Chrome DevTools' ``JSHeapUsedSize``
   after a forced garbage collection, the page idle) once the figure's sliding window is full (after 600 market
-  seconds), then every 20 minutes of market and after the last push; ``page_heap_mb_start`` / ``_end`` /
-  ``page_heap_ratio``: the first and last of them. Measured figures: README.md ("make bench").
-- ``page_heap_code_mb_start`` / ``_end``: of that heap, what V8 files as code (DevTools' "Code": bytecode,
-  function infos, feedback, machine code), from a heap snapshot taken at the first and the last reading;
-  ``page_heap_data_mb_start`` / ``_end`` / ``page_heap_data_ratio``: the heap without it (the page's data:
-  figures, traces, charts, logs, DOM wrappers). ``page_optimised_functions_start`` / ``_end``: functions with
-  machine code from V8's optimising compilers; ``page_js_functions_start`` / ``_end``: the page's JS function
-  objects. The page's data is flat when the data ratio is near 1; the code is bounded when the function
-  count does not grow (no function is made per push) while more of those functions get optimised.
+  seconds), then every 10 minutes of market (``HELIOS_PAGE_BENCH_HEAP_EVERY_S``) and after the last push;
+  ``page_heap_updates``: the updates the page had applied by each reading; ``page_heap_mb_start`` / ``_end`` /
+  ``page_heap_ratio``: the first and last readings.
+- From a heap snapshot at every reading (``HELIOS_PAGE_BENCH_SNAPSHOTS=DIR`` keeps them, DevTools can open them;
+  object ids stay the same from one to the next, so DevTools' comparison shows what was allocated in between):
+  ``page_heap_code_mb``: what V8 files as code (DevTools' "Code": bytecode, function infos, feedback, machine
+  code); ``page_heap_harness_mb``: what the benchmark's browser driver holds in the page's heap (chromedriver
+  keeps the reply of every ``execute_script``, ~80 bytes, for as long as the page is open: ~0.3 MB after an
+  hour at the live rate; a page without a driver has none of it); ``page_heap_data_mb``: the rest, the page's
+  own data (figures, traces, charts, logs, DOM wrappers). ``_start`` / ``_end`` are the first and last
+  readings, ``page_heap_data_ratio`` their ratio. ``page_optimised_functions`` (functions with machine code
+  from V8's optimising compilers) and ``page_js_functions`` (the page's JS function objects), at each reading.
+- ``page_heap_flat`` (yes/no), by the rule printed as ``page_heap_flat_rule``: the least-squares slope of
+  ``page_heap_data_mb`` over the readings in the run's second half (``page_heap_data_slope_mb_per_h_last_half``,
+  MB per hour of market) is at most ``FLAT_MB_PER_H``. The code is judged apart: bounded when the function
+  count does not grow (no function is made per push) while more of those functions get optimised (below).
 
 Why the code grows, and why it stops. V8 (Chromium 156) compiles a function with Maglev once it has run about 400
 calls' worth of its own bytecode (``--invocation-count-for-maglev=400``) and with TurboFan at about 3000
@@ -51,18 +58,36 @@ What grew, found by heap-snapshot diffs (DevTools protocol) between readings, an
     assets/live.js hides labels cut by the page's edge); the cache keeps ~40 entries.
   * After a redraw, Dash kept the old figure (React's previous props of the graph, the graph's event
     handlers), whose traces live.js had grown: ~1 MB a redraw. live.js empties them once another is drawn.
-  What is left of the data's growth over the hour (8.07 -> 8.22 MB) is V8's lists of the optimised code that
-  depends on each object shape (~0.09 MB; they grow with the code) and the page's timing logs (~0.05 MB, one
-  entry per update in each of five logs), which stop at 1,000 entries; the browser's own performance-entry
-  buffers (resource timings, long animation frames) stop at 250 and 200. After a redraw the footprint trace holds
-  ~600 cells instead of ~80, as designed: the redrawn figure spans the hour's window (450 columns of 8 s, 60
-  candles, ~10 cells each) where the first spanned at most 480 columns of 1 s (8 candles, ~10 cells each).
+  What is left of the data's growth over the bench's default hour (8.07 -> 8.22 MB) is V8's lists of the
+  optimised code that depends on each object shape (~0.09 MB; they grow with the code) and the page's timing
+  logs (~0.05 MB, one entry per update in each of five logs), which stop at 1,000 entries; the browser's own
+  performance-entry buffers (resource timings, long animation frames) stop at 250 and 200. After a redraw the
+  footprint trace holds ~600 cells instead of ~80, as designed: the redrawn figure spans the hour's window (450
+  columns of 8 s, 60 candles, ~10 cells each) where the first spanned at most 480 columns of 1 s (8 candles,
+  ~10 cells each).
+
+At the live rate (2026-12-04: ``HELIOS_PAGE_BENCH_MARKET_S=3600 HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH=1
+HELIOS_PAGE_BENCH_HEAP_EVERY_S=300 HELIOS_PAGE_BENCH_SNAPSHOTS=DIR``, 3,600 updates, 18 minutes here), the heap
+without code grew 8.32 -> 8.84 MB (+0.52 MB) at 10 ... 60 minutes. Snapshot diffs between the 11 readings:
+  * +0.21 MB is the driver's, not the page's: chromedriver's replies to the bench's ``execute_script`` calls,
+    608 -> 3,628 handles at ~80 bytes (0.05 -> 0.26 MB), linear in the calls (``page_heap_harness_mb``);
+  * +0.06 MB is the page's timing logs filling up to their cap, all of it by minute 20 (the ``update`` log
+    49 -> 89 KB, ``append`` 23 -> 40 KB, then level: 87 and 40 KB at minute 60);
+  * the rest levels off from minute 20: the page's data (``page_heap_data_mb``, heap without code and driver)
+    8.26 8.37 8.45 8.48 8.48 8.50 8.52 8.52 8.53 8.52 8.58 MB at 10, 15, ... 60 minutes, slope over the second
+    half 0.14 MB/h (flat by the rule above; 0.17 MB/h from the 10-minute readings alone). Most of that
+    slope is the last reading's +0.06 MB, not yet attributed (Dash's store holds 23 KB more than at minute 55;
+    the rest is spread thinly): the JS objects of the snapshots (self sizes, driver excluded) are 7.256 7.266
+    7.265 7.266 7.277 7.278 7.277 7.261 MB from minute 20 to 55 (slope 0.004 MB/h) and 7.317 at 60.
+  Code at the live rate: 13.73 -> 13.23 MB, V8 dropping and recompiling code as it goes (12.80 - 13.97 MB),
+  1,525 -> 1,563 optimised functions, 26,789 -> 26,792 JS functions: bounded.
 
 Environment: ``HELIOS_PAGE_BENCH_MARKET_S`` (seconds of market, default 3600; 10800, three hours, takes about
 3 minutes here) and ``HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH`` (default 20; 1 pushes every column alone, as live:
-an hour then takes more than 14 minutes here); ``HELIOS_PAGE_BENCH_JS_FLAGS`` (V8's flags for Chromium's
-``--js-flags``, above). ``run(quick, probe=...)`` calls ``probe(market_s, driver)`` after each
-heap reading, e.g. to take a heap snapshot there.
+an hour then takes 15-20 minutes here); ``HELIOS_PAGE_BENCH_HEAP_EVERY_S`` (market seconds between heap
+readings, default 600); ``HELIOS_PAGE_BENCH_SNAPSHOTS`` (a directory that keeps each reading's heap snapshot,
+~55 MB each); ``HELIOS_PAGE_BENCH_JS_FLAGS`` (V8's flags for Chromium's ``--js-flags``, above).
+``run(quick, probe=...)`` calls ``probe(market_s, driver)`` after each heap reading.
 """
 
 from __future__ import annotations
@@ -85,8 +110,13 @@ WARM_S = 600
 SINGLE_PUSHES = 100
 #: ... the rest several, so an hour of market reaches the page within the benchmark's few minutes.
 COLUMNS_PER_PUSH = 20
-#: After the first, the heap is read every this many market seconds.
-HEAP_EVERY_S = 1200
+#: After the first, the heap is read every this many market seconds (``HELIOS_PAGE_BENCH_HEAP_EVERY_S``).
+HEAP_EVERY_S = 600
+#: The page's memory is called flat when the least-squares slope of its data (the heap without V8's code and
+#: the driver's replies) over the readings of the run's second half is at most this many MB per hour of market:
+#: about 3 % of the page's ~8.5 MB of data an hour. One reading varies by ~0.05 MB, which moves a slope over
+#: four readings 10 minutes apart by ~0.1 MB/h; the leaks found so far grew 14 MB/h (module docstring).
+FLAT_MB_PER_H = 0.25
 
 
 class GrowingSource:
@@ -211,34 +241,52 @@ def _heap_mb(driver: Any) -> float:
     return next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize") / 1e6
 
 
-def _heap_snapshot(driver: Any) -> str:
-    """A V8 heap snapshot of the page (JSON text; DevTools' Memory tab). It streams as DevTools protocol events,
-    which selenium's ``execute_cdp_cmd`` does not return: taken over a second DevTools connection to the page."""
-    import json
-    import urllib.request
+class HeapSnapshots:
+    """V8 heap snapshots of the page (JSON text; DevTools' Memory tab). They stream as DevTools protocol events,
+    which selenium's ``execute_cdp_cmd`` does not return: taken over a second DevTools connection to the page,
+    kept open between snapshots so that an object keeps its snapshot id from one snapshot to the next (V8 forgets
+    the ids when the heap profiler is disabled, as it is when its connection closes): the objects of a later
+    snapshot whose ids an earlier one lacks were allocated in between, as DevTools' comparison view shows."""
 
-    import websocket  # websocket-client, a dependency of selenium
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.ws: Any = None
+        self.calls = 0
 
-    addr = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
-    with urllib.request.urlopen(f"http://{addr}/json") as r:
-        target = next(t for t in json.load(r) if t["type"] == "page")
-    ws = websocket.create_connection(target["webSocketDebuggerUrl"], suppress_origin=True, timeout=300)
-    chunks: list[str] = []
-    try:
-        for i, method in enumerate(("HeapProfiler.enable", "HeapProfiler.takeHeapSnapshot"), 1):
-            params = {"reportProgress": False} if method.endswith("Snapshot") else {}
-            ws.send(json.dumps({"id": i, "method": method, "params": params}))
-            while True:
-                msg = json.loads(ws.recv())
-                if msg.get("id") == i:
-                    if "error" in msg:
-                        raise RuntimeError(f"{method}: {msg['error']}")
-                    break
-                if msg.get("method") == "HeapProfiler.addHeapSnapshotChunk":
-                    chunks.append(msg["params"]["chunk"])
-    finally:
-        ws.close()
-    return "".join(chunks)
+    def _call(self, method: str, params: dict[str, Any], chunks: list[str] | None = None) -> None:
+        import json
+
+        self.calls += 1
+        self.ws.send(json.dumps({"id": self.calls, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.calls:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return
+            if chunks is not None and msg.get("method") == "HeapProfiler.addHeapSnapshotChunk":
+                chunks.append(msg["params"]["chunk"])
+
+    def take(self) -> str:
+        if self.ws is None:
+            import json
+            import urllib.request
+
+            import websocket  # websocket-client, a dependency of selenium
+
+            addr = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+            with urllib.request.urlopen(f"http://{addr}/json") as r:
+                target = next(t for t in json.load(r) if t["type"] == "page")
+            self.ws = websocket.create_connection(target["webSocketDebuggerUrl"], suppress_origin=True, timeout=300)
+            self._call("HeapProfiler.enable", {})
+        chunks: list[str] = []
+        self._call("HeapProfiler.takeHeapSnapshot", {"reportProgress": False}, chunks)
+        return "".join(chunks)
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,15 +295,22 @@ class CodeFigures:
     (DevTools' "Code": bytecode, function infos, feedback, compiled machine code and its metadata);
     ``optimised`` functions (machine code from V8's optimising compilers, Maglev or TurboFan: a Code object
     with deoptimisation data); ``functions``, the page's JS function objects (a page that made functions per
-    push, with ``new Function``, ``eval`` or closures kept alive, would have more at each reading)."""
+    push, with ``new Function``, ``eval`` or closures kept alive, would have more at each reading).
+
+    ``harness_mb`` / ``harness_handles``: what the benchmark's own browser driver holds in the page's heap, not
+    the page: chromedriver leaves the result of every ``execute_script`` (a one-element array holding the JSON
+    text of the reply, ~80 bytes) behind a DevTools handle ("DevTools console") for as long as the page is open;
+    the benchmark calls it at least once a push."""
 
     code_mb: float
     optimised: int
     functions: int
+    harness_mb: float = 0.0
+    harness_handles: int = 0
 
 
 def code_figures(snapshot: str) -> CodeFigures:
-    """``CodeFigures`` of a V8 heap snapshot (``_heap_snapshot``)."""
+    """``CodeFigures`` of a V8 heap snapshot (``HeapSnapshots.take``)."""
     import json
 
     s = json.loads(snapshot)
@@ -267,14 +322,25 @@ def code_figures(snapshot: str) -> CodeFigures:
     ntype, size = nodes[:, nf.index("type")], nodes[:, nf.index("self_size")]
     code_mb = float(size[ntype == node_types.index("code")].sum()) / 1e6
     functions = int((ntype == node_types.index("closure")).sum())
+    etype, ename, eto = edges[:, ef.index("type")], edges[:, ef.index("name_or_index")], edges[:, ef.index("to_node")]
+    named = ~np.isin(etype, [edge_types.index("element"), edge_types.index("hidden")])
+    first = np.concatenate([[0], np.cumsum(nodes[:, nf.index("edge_count")])])
+    # the driver's handles: each holds an array, its elements' store and the reply's text
+    labels = [i for i, t in enumerate(s["strings"]) if "DevTools console" in t]
+    held = eto[named & np.isin(ename, labels)] // len(nf)
+    harness = int(size[held].sum())
+    for n in held.tolist():
+        for e in range(first[n], first[n + 1]):
+            if etype[e] == edge_types.index("internal") and s["strings"][ename[e]] == "elements":
+                store = eto[e] // len(nf)
+                harness += int(size[store]) + int(size[eto[first[store]:first[store + 1]] // len(nf)].sum())
     try:
         deopt = s["strings"].index("deoptimization_data")
     except ValueError:
-        return CodeFigures(code_mb, 0, functions)
-    named = ~np.isin(edges[:, ef.index("type")], [edge_types.index("element"), edge_types.index("hidden")])
-    to = edges[named & (edges[:, ef.index("name_or_index")] == deopt), ef.index("to_node")] // len(nf)
+        return CodeFigures(code_mb, 0, functions, harness / 1e6, len(held))
+    to = eto[named & (ename == deopt)] // len(nf)
     # Code that is not optimised points at the one shared empty array
-    return CodeFigures(code_mb, int((size[to] > 8).sum()), functions)
+    return CodeFigures(code_mb, int((size[to] > 8).sum()), functions, harness / 1e6, len(held))
 
 
 def _wait(driver: Any, script: str, timeout: float = 60.0) -> Any:
@@ -315,6 +381,27 @@ def columns_per_push() -> int:
     return _env_int("HELIOS_PAGE_BENCH_COLUMNS_PER_PUSH", COLUMNS_PER_PUSH, 1, "1 for live-rate pushes")
 
 
+def heap_every_s() -> int:
+    """Market seconds between heap readings after the first: ``HEAP_EVERY_S``, or
+    ``HELIOS_PAGE_BENCH_HEAP_EVERY_S`` (e.g. 300)."""
+    return _env_int("HELIOS_PAGE_BENCH_HEAP_EVERY_S", HEAP_EVERY_S, 60, "300 for a reading every 5 minutes")
+
+
+def flat_verdict(readings: list[tuple[int, float]], market_s: int) -> tuple[float, bool]:
+    """(slope in MB per hour of market, flat) of the non-code heap ``readings`` ((market seconds, MB) pairs):
+    the least-squares slope over the readings taken in the run's second half (``at >= market_s / 2``; the two
+    last readings if fewer fall there), flat when it is at most ``FLAT_MB_PER_H``."""
+    half = [(t, v) for t, v in readings if t >= market_s / 2]
+    if len(half) < 2:
+        half = readings[-2:]
+    if len(half) < 2:
+        raise ValueError("the verdict needs at least two readings")
+    t = np.array([h for h, _ in half], dtype=float) / 3600.0
+    v = np.array([mb for _, mb in half], dtype=float)
+    slope = float(np.polyfit(t, v, 1)[0])
+    return slope, slope <= FLAT_MB_PER_H
+
+
 def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[str, float | int | str]:
     """The benchmark's lines. ``probe(market_s, driver)``, if given, is called after each heap reading (the
     page idle, its garbage collected): e.g. to take a heap snapshot there."""
@@ -324,6 +411,10 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
 
     market_s = market_seconds(quick)
     per_push = columns_per_push()
+    every_s = heap_every_s()
+    keep_dir = os.environ.get("HELIOS_PAGE_BENCH_SNAPSHOTS")  # where to keep each reading's heap snapshot
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
     t0 = 1_723_161_600_000_000
     hist = PairHistory("synthetic", "BTC/USDT", 5.0, 62, 1_000_000, 3600, sample_us=1_000_000)
     market = _Market(hist, t0)
@@ -331,16 +422,23 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
         market.step(i)
     handle = run_in_thread(GrowingSource(hist), DashboardSettings(port=0))
     driver, profile = _driver()
+    snapshots = HeapSnapshots(driver)
     warm_s = market_s // 3 if market_s < 2 * WARM_S else WARM_S
     heap: list[tuple[int, float]] = []  # (market seconds pushed, MB)
-    code: list[CodeFigures] = []  # at the first and the last reading
+    code: list[CodeFigures] = []  # at each reading
+    updates: list[int] = []  # updates the page had applied at each reading
 
-    def read_heap(at_s: int, last: bool = False) -> None:
+    def read_heap(at_s: int) -> None:
         _wait(driver, "return heliosPush.pending.length === 0", 120)
         time.sleep(0.3)  # the last update's animation frame
         heap.append((at_s, _heap_mb(driver)))
-        if len(heap) == 1 or last:
-            code.append(code_figures(_heap_snapshot(driver)))
+        updates.append(int(driver.execute_script("return heliosPush.applied")))
+        snap = snapshots.take()
+        code.append(code_figures(snap))
+        if keep_dir:
+            with open(os.path.join(keep_dir, f"page-{at_s // 60:04d}min.heapsnapshot"), "w") as f:
+                f.write(snap)
+        del snap
         if probe is not None:
             probe(at_s, driver)
 
@@ -380,21 +478,25 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
                 time.sleep(0.1)
                 single = driver.execute_script("return {bytes: heliosPush.bytes, update: window.heliosTimings.update}")
             pushed = second - 120
-            # at the warm-up, then every 20 minutes of market (the trend, not just two ends), then at the end
-            due = warm_s if not heap else (heap[-1][0] // HEAP_EVERY_S + 1) * HEAP_EVERY_S
+            # at the warm-up, then every 10 minutes of market (the trend, not just two ends), then at the end
+            due = warm_s if not heap else (heap[-1][0] // every_s + 1) * every_s
             if pushed >= due and pushed < market_s:
                 t = time.monotonic()
                 read_heap(pushed)
                 paused += time.monotonic() - t
         elapsed = time.monotonic() - started - paused
-        read_heap(second - 120, last=True)
+        read_heap(second - 120)
         got = driver.execute_script("return {redraws: heliosPush.redraws, applied: heliosPush.applied}")
     finally:
+        snapshots.close()
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
         handle.stop()
     upd = single["update"]
     mb = [v for _, v in heap]
+    # the page's data: the heap without V8's code and without what the driver holds (CodeFigures)
+    data = [(at, v - c.code_mb - c.harness_mb) for (at, v), c in zip(heap, code, strict=True)]
+    slope, flat = flat_verdict(data, market_s)
     return {
         "page_market_s": market_s,
         "page_columns_per_push": per_push,
@@ -409,11 +511,20 @@ def run(quick: bool, probe: Callable[[int, Any], None] | None = None) -> dict[st
         "page_heap_mb_start": round(mb[0], 2),
         "page_heap_mb_end": round(mb[-1], 2),
         "page_heap_ratio": round(mb[-1] / mb[0], 3),
+        "page_heap_updates": " ".join(str(u) for u in updates),
+        "page_heap_code_mb": " ".join(f"{c.code_mb:.2f}" for c in code),
+        "page_heap_harness_mb": " ".join(f"{c.harness_mb:.2f}" for c in code),
+        "page_heap_data_mb": " ".join(f"{v:.2f}" for _, v in data),
         "page_heap_code_mb_start": round(code[0].code_mb, 2),
         "page_heap_code_mb_end": round(code[-1].code_mb, 2),
-        "page_heap_data_mb_start": round(mb[0] - code[0].code_mb, 2),
-        "page_heap_data_mb_end": round(mb[-1] - code[-1].code_mb, 2),
-        "page_heap_data_ratio": round((mb[-1] - code[-1].code_mb) / (mb[0] - code[0].code_mb), 3),
+        "page_heap_data_mb_start": round(data[0][1], 2),
+        "page_heap_data_mb_end": round(data[-1][1], 2),
+        "page_heap_data_ratio": round(data[-1][1] / data[0][1], 3),
+        "page_heap_data_slope_mb_per_h_last_half": round(slope, 3),
+        "page_heap_flat_rule": f"slope of page_heap_data_mb over the second half's readings <= {FLAT_MB_PER_H} MB/h",
+        "page_heap_flat": "yes" if flat else "no",
+        "page_optimised_functions": " ".join(str(c.optimised) for c in code),
+        "page_js_functions": " ".join(str(c.functions) for c in code),
         "page_optimised_functions_start": code[0].optimised,
         "page_optimised_functions_end": code[-1].optimised,
         "page_js_functions_start": code[0].functions,
