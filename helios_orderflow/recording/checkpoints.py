@@ -35,7 +35,7 @@ from helios_orderflow.recording.store import Location, RemotePath
 
 CHECKPOINT_DIR = "_checkpoints"
 #: Bumped when the engine's pickled layout changes: older checkpoints are then ignored (the pair starts fresh).
-CHECKPOINT_VERSION = 2  # 2: tracked book sides (the faster engine) replace ofi.TopLevels
+CHECKPOINT_VERSION = 3  # 2: tracked book sides replaced ofi.TopLevels; 3: the compiled book (book/flow_book.py)
 #: Checkpoints kept per pair (older ones are deleted when a new one is written).
 KEEP = 3
 
