@@ -29,13 +29,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from helios_orderflow.signals.ofi import ofi_term
+from helios_orderflow.book.ofi_term import ofi_term
 
 OFI_LAST, OFI_TOTAL, OFI_MULTI_TOTAL, CANDLE_OFI, CANDLE_OFI_MULTI = range(5)
 NB, NA, BOOK_OK, OFI_BASE, CROSSED, HAD_BOOK, NTOP_B, NTOP_A, SB, SA = range(10)
 APPLY, APPLY_COUNT, CHECK = 0, 1, 2
 
-#: The one definition of an OFI term (``ofi.ofi_term``), compiled.
+#: The one definition of an OFI term (``ofi_term.py``, re-exported by ``signals.ofi``), compiled.
 _ofi_term = njit(cache=True, nogil=True)(ofi_term)
 
 

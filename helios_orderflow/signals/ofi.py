@@ -28,23 +28,10 @@ from bisect import bisect_left
 
 import numpy as np
 
+from helios_orderflow.book.ofi_term import ofi_term
 from helios_orderflow.book.order_book import BookSide
 
 INF = math.inf
-
-
-def ofi_term(pb0: float, qb0: float, pa0: float, qa0: float, pb1: float, qb1: float, pa1: float, qa1: float) -> float:
-    """One CKS OFI term ``e_n`` for one level from state 0 (before) to state 1 (after)."""
-    e = 0.0
-    if pb1 >= pb0:
-        e += qb1
-    if pb1 <= pb0:
-        e -= qb0
-    if pa1 <= pa0:
-        e -= qa1
-    if pa1 >= pa0:
-        e += qa0
-    return e
 
 
 def ofi_levels(
